@@ -1,0 +1,1 @@
+"""Datasets: every source format becomes the one `Example` type."""

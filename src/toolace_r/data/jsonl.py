@@ -1,0 +1,170 @@
+"""OpenAI/TRL conversational JSON lines: `{"messages": [...], "tools": [<OpenAI function schemas>]}`.
+
+Reading (`jsonl:<path>`): the final message must be the assistant's and is the gold: its `tool_calls`
+become the gold calls (`arguments` given as a JSON string, OpenAI's way, or as an object, TRL's way);
+without tool calls its content is parsed, and counts as calls if it decodes to some, else as a
+no-call answer. Everything before it, a leading system message included, is the context. Optional
+top-level "id" and "category" are used when present.
+
+Writing (`write_jsonl`) produces the same format, so `load("jsonl:...")` reads back the gold calls:
+call golds as OpenAI tool_calls, no-call golds as content. A BFCL answer key has no single answer, so
+the first acceptable value of each parameter is used (see `Gold.answer_calls`); golds with no
+concrete answer at all (any_call, unscored) are skipped and counted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Union
+
+from toolace_r.calls import ToolCall
+from toolace_r.data.example import Example, Gold, call_shape
+from toolace_r.data.gold import flag_problems
+from toolace_r.data.records import expect, json_type, read_json_file
+from toolace_r.data.registry import DatasetError, register_loader
+from toolace_r.tools import normalize_tools
+
+log = logging.getLogger(__name__)
+
+# What a no-call example says when its gold has no text of its own (BFCL irrelevance has none).
+DEFAULT_NO_CALL_TEXT = "None of the available functions can be used for this request."
+
+
+@register_loader("jsonl")
+def load_jsonl(spec: str) -> Iterator[Union[Example, DatasetError]]:
+    path = Path(os.path.expanduser(spec.strip()))
+    if not spec.strip():
+        raise ValueError("expected jsonl:<path>")
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec}: no such file")
+    for n, item in enumerate(read_json_file(path), start=1):
+        if isinstance(item, DatasetError):
+            yield item
+            continue
+        where, rec = item
+        try:
+            yield _example(rec, where, n)
+        except DatasetError as err:
+            yield err
+
+
+def _example(rec: Any, where: str, n: int) -> Example:
+    messages = expect(rec, "messages", list, where)
+    raw_tools = expect(rec, "tools", (list, str), where, optional=True) or []
+    try:
+        tools = normalize_tools(raw_tools)
+    except ValueError as exc:
+        raise DatasetError(where, str(exc), field="tools") from None
+    for i, msg in enumerate(messages):
+        if not (isinstance(msg, dict) and isinstance(msg.get("role"), str)):
+            raise DatasetError(where, f"message {i}: expected an object with a 'role', got {json_type(msg)}",
+                               field="messages")
+    if not messages or messages[-1]["role"] != "assistant":
+        last = messages[-1]["role"] if messages else "nothing"
+        raise DatasetError(where, f"the last message must be the assistant's answer (the gold), got {last}",
+                           field="messages")
+    metadata: dict[str, Any] = {"source": where}
+    gold = _gold(messages[-1], where, metadata)
+    ex_id = rec.get("id")
+    category = rec.get("category")
+    return flag_problems(Example(
+        id=str(ex_id) if ex_id is not None else f"jsonl-{n}",
+        messages=[dict(m) for m in messages[:-1]],
+        tools=tools,
+        gold=gold,
+        category=category if isinstance(category, str) and category else f"jsonl_{call_shape(gold, len(tools))}",
+        metadata=metadata,
+    ))
+
+
+def _gold(answer: dict[str, Any], where: str, metadata: dict[str, Any]) -> Gold:
+    tool_calls = answer.get("tool_calls")
+    if tool_calls:
+        if not isinstance(tool_calls, list):
+            raise DatasetError(where, f"final message 'tool_calls': expected a list, got {json_type(tool_calls)}",
+                               field="messages")
+        return Gold(kind="calls", calls=[_tool_call(tc, i, where) for i, tc in enumerate(tool_calls)])
+    content = answer.get("content")
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise DatasetError(where, f"final message 'content': expected a string, got {json_type(content)}",
+                           field="messages")
+    from toolace_r.calls import parse
+
+    result = parse(content, "auto")
+    if result.is_call and result.calls:
+        return Gold(kind="calls", calls=list(result.calls))
+    if result.error:
+        # Content that almost parses as calls is still the answer people wrote: keep it as text, say so.
+        metadata["gold_parse_error"] = result.error
+    return Gold(kind="no_call", text=content)
+
+
+def _tool_call(tc: Any, i: int, where: str) -> ToolCall:
+    fn = tc.get("function", tc) if isinstance(tc, dict) else None
+    if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)):
+        raise DatasetError(where, f"final message tool_calls[{i}]: expected {{\"function\": {{\"name\", "
+                                  f"\"arguments\"}}}}, got {json_type(tc)}", field="messages")
+    args = fn.get("arguments", {})
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise DatasetError(where, f"final message tool_calls[{i}] arguments: not valid JSON "
+                                      f"({exc.msg} at char {exc.pos})", field="messages") from None
+    if not isinstance(args, dict):
+        raise DatasetError(where, f"final message tool_calls[{i}] arguments: expected an object, "
+                                  f"got {json_type(args)}", field="messages")
+    return ToolCall(fn["name"], args)
+
+
+# --- writing -----------------------------------------------------------------------------------------
+
+def to_record(example: Example, no_call_text: str = DEFAULT_NO_CALL_TEXT) -> dict[str, Any] | None:
+    """The JSONL record for one example, or None when its gold has no concrete answer to write."""
+    calls = example.answer_calls()
+    if calls is None:
+        return None
+    if calls:
+        answer: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [
+            {"id": f"call_{i}", "type": "function",
+             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+            for i, c in enumerate(calls)]}
+    else:
+        answer = {"role": "assistant", "content": example.gold.text or no_call_text}
+    return {
+        "id": example.id,
+        "category": example.category,
+        "messages": [*example.messages, answer],
+        "tools": [t.to_openai() for t in example.tools],
+    }
+
+
+def write_jsonl(examples: Iterable[Example], path: str | os.PathLike,
+                no_call_text: str = DEFAULT_NO_CALL_TEXT) -> int:
+    """Write examples in the OpenAI/TRL format, atomically; returns how many were written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    written = skipped = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for ex in examples:
+                record = to_record(ex, no_call_text)
+                if record is None:
+                    skipped += 1
+                    continue
+                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+                written += 1
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    if skipped:
+        log.info("%s: skipped %d examples whose gold has no concrete answer (any_call/unscored)", path, skipped)
+    return written

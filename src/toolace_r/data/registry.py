@@ -1,0 +1,106 @@
+"""The loader registry: `load("bfcl:simple_python")` picks a loader by the prefix before the colon.
+
+A loader is a generator registered with `@register_loader("key")`. It yields `Example`s and, for a bad
+record, a `DatasetError` *value* instead of raising it: the registry then decides, from
+`skip_invalid`, whether that error stops the load or is counted and skipped. One bad line thus never
+costs the records after it, and every loader reports errors the same way.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Iterator, Union
+
+from toolace_r.data.example import Example
+
+log = logging.getLogger(__name__)
+
+
+class DatasetError(ValueError):
+    """A malformed record: the message names the file (or hub id), line or record, field and expectation."""
+
+    def __init__(self, where: str, message: str, field: str | None = None):
+        self.where = where
+        self.field = field
+        self.detail = message
+        prefix = f"{where}: field {field!r}: " if field else f"{where}: "
+        super().__init__(prefix + message)
+
+
+LoaderFn = Callable[..., Iterator[Union[Example, DatasetError]]]
+LOADERS: dict[str, LoaderFn] = {}
+
+
+def register_loader(key: str) -> Callable[[LoaderFn], LoaderFn]:
+    """Decorator: `@register_loader("xlam")` makes `load("xlam:...")` call the function with the rest."""
+    def wrap(fn: LoaderFn) -> LoaderFn:
+        if key in LOADERS and LOADERS[key] is not fn:
+            raise ValueError(f"a dataset loader named {key!r} is already registered")
+        LOADERS[key] = fn
+        return fn
+    return wrap
+
+
+class Examples(list):
+    """A list of examples that also says which records were skipped (`skipped`: their errors)."""
+
+    def __init__(self, items=(), skipped: list[DatasetError] | None = None):
+        super().__init__(items)
+        self.skipped: list[DatasetError] = list(skipped or [])
+
+    def skipped_summary(self, show: int = 5) -> str:
+        """"skipped 3 invalid records: <first few errors>" (empty when nothing was skipped)."""
+        if not self.skipped:
+            return ""
+        lines = [f"skipped {len(self.skipped)} invalid record{'s' if len(self.skipped) != 1 else ''}:"]
+        lines += [f"  {e}" for e in self.skipped[:show]]
+        if len(self.skipped) > show:
+            lines.append(f"  ... and {len(self.skipped) - show} more")
+        return "\n".join(lines)
+
+
+def split_source(source: str) -> tuple[str, str]:
+    """"bfcl:simple_python" -> ("bfcl", "simple_python"); unknown prefix -> ValueError with the known ones."""
+    _ensure_builtin_loaders()
+    key, sep, rest = source.partition(":")
+    if not sep or key not in LOADERS:
+        known = ", ".join(f"{k}:" for k in sorted(LOADERS))
+        raise ValueError(f"unknown dataset source {source!r}: expected one of the prefixes {known}")
+    return key, rest
+
+
+def iter_load(source: str, *, skip_invalid: bool = False, skipped: list[DatasetError] | None = None,
+              **options: Any) -> Iterator[Example]:
+    """Yield examples lazily. With `skip_invalid`, bad records go to `skipped` (if given) and are logged."""
+    key, rest = split_source(source)
+    for item in LOADERS[key](rest, **options):
+        if isinstance(item, DatasetError):
+            if not skip_invalid:
+                raise item
+            log.info("skipping invalid record: %s", item)
+            if skipped is not None:
+                skipped.append(item)
+            continue
+        yield item
+
+
+def load(source: str, *, limit: int | None = None, skip_invalid: bool = False, **options: Any) -> Examples:
+    """Load up to `limit` examples from `source` ("bfcl:<cat>[,<cat>]", "toolace:<path|hub id>",
+    "xlam:<path|hub id>", "jsonl:<path>"). Extra keyword options go to the loader (e.g. `data_dir=`)."""
+    skipped: list[DatasetError] = []
+    out = Examples(skipped=None)
+    if limit is not None and limit <= 0:
+        return out
+    for ex in iter_load(source, skip_invalid=skip_invalid, skipped=skipped, **options):
+        out.append(ex)
+        if limit is not None and len(out) >= limit:
+            break
+    out.skipped = skipped
+    if skipped:  # info, not warning: callers (the CLI) decide how loudly to report `out.skipped`
+        log.info("%s: %s", source, out.skipped_summary())
+    return out
+
+
+def _ensure_builtin_loaders() -> None:
+    # The built-in formats register themselves on import; importing here keeps `registry` importable
+    # on its own (loaders import it) while `load` always sees them.
+    from toolace_r.data import bfcl, jsonl, toolace, xlam  # noqa: F401

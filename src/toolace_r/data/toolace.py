@@ -1,0 +1,98 @@
+"""ToolACE rows (`Team-ACE/ToolACE`): one Example per assistant turn.
+
+A row is `{"system": "<prompt ending in a JSON tool list>", "conversations": [{"from": "user" |
+"assistant" | "tool", "value": str}, ...]}`. The tools are cut out of the system prompt (the list after
+"...in JSON format that you can invoke.", else the first JSON array of objects with a "name" that
+parses); the prompt itself is dropped, since prompts.py writes its own. Each assistant turn becomes an
+example whose context is every turn before it and whose gold is its value: pythonic calls, or
+no-call text. Source: `toolace:<file or folder>` or `toolace:<hub id>` (default `Team-ACE/ToolACE`).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Union
+
+from toolace_r.data.example import Example, call_shape
+from toolace_r.data.gold import flag_problems, gold_from_text
+from toolace_r.data.records import expect, json_type, read_records
+from toolace_r.data.registry import DatasetError, register_loader
+from toolace_r.tools import normalize_tools
+
+DEFAULT_HUB_ID = "Team-ACE/ToolACE"
+TOOLS_MARKER = "in JSON format that you can invoke."
+
+_ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "assistant",
+          "tool": "tool", "function": "tool", "observation": "tool", "system": "system"}
+
+
+@register_loader("toolace")
+def load_toolace(spec: str, split: str = "train") -> Iterator[Union[Example, DatasetError]]:
+    for n, item in enumerate(read_records(spec, default_hub_id=DEFAULT_HUB_ID, split=split), start=1):
+        if isinstance(item, DatasetError):
+            yield item
+            continue
+        where, row = item
+        try:
+            yield from _examples(row, where, n)
+        except DatasetError as err:
+            yield err
+
+
+def extract_tool_list(system: str) -> list[Any]:
+    """The JSON tool list inside a ToolACE system prompt; ValueError when there is none."""
+    decoder = json.JSONDecoder()
+    marker = system.find(TOOLS_MARKER)
+    if marker >= 0:
+        start = system.find("[", marker + len(TOOLS_MARKER))
+        if start >= 0:
+            try:
+                value, _ = decoder.raw_decode(system, start)
+                if isinstance(value, list):
+                    return value
+            except json.JSONDecodeError:
+                pass  # fall through to scanning the whole prompt
+    start = system.find("[")
+    while start >= 0:
+        try:
+            value, _ = decoder.raw_decode(system, start)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, list) and value and all(isinstance(t, dict) and "name" in t for t in value):
+            return value
+        start = system.find("[", start + 1)
+    raise ValueError("no JSON tool list found (expected a JSON array of tools, e.g. after "
+                     f"{TOOLS_MARKER!r})")
+
+
+def _examples(row: Any, where: str, n: int) -> Iterator[Union[Example, DatasetError]]:
+    system = expect(row, "system", str, where)
+    turns = expect(row, "conversations", list, where)
+    try:
+        tools = normalize_tools(extract_tool_list(system))
+    except ValueError as exc:
+        raise DatasetError(where, str(exc), field="system") from None
+    context: list[dict[str, Any]] = []
+    for i, turn in enumerate(turns):
+        if not (isinstance(turn, dict) and isinstance(turn.get("from"), str) and isinstance(turn.get("value"), str)):
+            raise DatasetError(where, f"turn {i}: expected {{\"from\": str, \"value\": str}}, got "
+                               f"{_describe(turn)}", field="conversations")
+        role = _ROLES.get(turn["from"].lower())
+        if role is None:
+            raise DatasetError(where, f"turn {i}: unknown speaker {turn['from']!r} (expected one of "
+                               f"{', '.join(sorted(_ROLES))})", field="conversations")
+        if role == "assistant" and context:
+            try:
+                gold = gold_from_text(turn["value"], "pythonic", where, "conversations")
+            except DatasetError as err:
+                yield DatasetError(where, f"turn {i}: {err.detail}", field="conversations")
+            else:
+                yield flag_problems(Example(
+                    id=f"toolace-{n}-{i}", messages=[dict(m) for m in context], tools=tools, gold=gold,
+                    category=f"toolace_{call_shape(gold, len(tools))}", metadata={"source": where, "turn": i}))
+        context.append({"role": role, "content": turn["value"]})
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {json_type(v)}" for k, v in value.items()) + "}"
+    return json_type(value)

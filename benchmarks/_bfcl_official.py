@@ -1,0 +1,79 @@
+"""The official BFCL checker, kept at arm's length: its own virtual environment, run as a subprocess.
+
+bfcl-eval pins heavy dependencies (numpy 1.26, a dozen API clients), so it never enters the
+project's environment. `ensure_venv()` builds a separate venv under the cache dir (once) and installs
+bfcl-eval there with --no-deps (from PyPI, or by copying the package the project venv already holds
+when PyPI cannot be reached); `run_worker()` runs `_bfcl_official_worker.py` in it, which stubs the
+third-party modules that the checker's import chain names but never uses.
+
+Cache dir: $TOOLACE_R_CACHE, else ~/.cache/toolace-r.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORKER = HERE / "_bfcl_official_worker.py"
+DEFAULT_VERSION = "2026.3.23"
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("TOOLACE_R_CACHE") or Path.home() / ".cache" / "toolace-r"
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def bfcl_version() -> str:
+    """Use the same bfcl-eval release as the project's data comes from."""
+    try:
+        return importlib.metadata.version("bfcl-eval")
+    except importlib.metadata.PackageNotFoundError:
+        return DEFAULT_VERSION
+
+
+def ensure_venv(version: str | None = None) -> Path:
+    """Path to the python of a venv holding bfcl-eval==version (created on first use)."""
+    version = version or bfcl_version()
+    venv = cache_dir() / f"bfcl-official-{version}"
+    python = venv / "bin" / "python"
+    stamp = venv / ".installed"
+    if stamp.exists() and python.exists():
+        return python
+    print(f"[bfcl-official] creating {venv} (bfcl-eval=={version}, --no-deps)", file=sys.stderr)
+    if venv.exists():
+        shutil.rmtree(venv)
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True)
+    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--disable-pip-version-check", f"bfcl-eval=={version}"],
+                         capture_output=True, text=True)
+    if pip.returncode != 0:
+        print(f"[bfcl-official] pip failed ({pip.stderr.strip()[-300:]}); copying the installed package",
+              file=sys.stderr)
+        _copy_installed_package(python)
+    stamp.write_text(version + "\n")
+    return python
+
+
+def _copy_installed_package(python: Path) -> None:
+    spec = importlib.util.find_spec("bfcl_eval")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("bfcl-eval is neither installable from PyPI nor installed in this environment")
+    source = Path(list(spec.submodule_search_locations)[0])
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    shutil.copytree(source, Path(site) / "bfcl_eval", ignore=shutil.ignore_patterns("__pycache__"))
+
+
+def run_worker(mode: str, cases: Path, out: Path, extra: list[str] | None = None) -> None:
+    """Run the official worker in its venv: `mode` is "check" (verdicts) or "time" (speed)."""
+    python = ensure_venv()
+    cmd = [str(python), str(WORKER), mode, str(cases), str(out), *(extra or [])]
+    subprocess.run(cmd, check=True)

@@ -1,0 +1,90 @@
+"""Human-readable views of an `EvalResult`: a terminal table and report.md.
+
+Both show the same numbers as metrics.json (accuracies as percentages here), plus what a user can act
+on: error types per category, ids without predictions, predictions with unknown ids, and which
+categories each summary score had to do without.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from toolace_r.evaluation.checker import ERROR_TYPES
+
+_LIST_LIMIT = 50  # ids listed in report.md before "... and N more"
+
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def render_table(result: Any) -> str:
+    """The per-category and summary table printed by `toolace-r eval`."""
+    lines = [f"{'category':<26}{'accuracy':>9}{'correct':>9}{'total':>7}{'missing':>9}",
+             "-" * 60]
+    for cat, s in result.categories.items():
+        lines.append(f"{cat:<26}{_pct(s.accuracy):>9}{s.correct:>9}{s.total:>7}{s.missing_predictions:>9}")
+    lines.append("-" * 60)
+    for name, agg in result.aggregates.items():
+        note = f"  (missing: {', '.join(agg.missing)})" if agg.missing and agg.accuracy is not None else ""
+        lines.append(f"{name:<26}{_pct(agg.accuracy):>9}{note}")
+    errors = result.error_counts()
+    if errors:
+        lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in errors.most_common()))
+    if result.missing_ids:
+        lines.append(f"{len(result.missing_ids)} example(s) had no prediction (counted wrong): "
+                     + _ids(result.missing_ids, 5))
+    if result.unknown_ids:
+        lines.append(f"{len(result.unknown_ids)} prediction(s) have ids matching no evaluated example: "
+                     + _ids(result.unknown_ids, 5))
+    if result.unscored_ids:
+        lines.append(f"{len(result.unscored_ids)} example(s) have no call-level gold and were not scored")
+    return "\n".join(lines)
+
+
+def _ids(ids: list[str], limit: int) -> str:
+    shown = ", ".join(ids[:limit])
+    return shown + (f", ... and {len(ids) - limit} more" if len(ids) > limit else "")
+
+
+def render_markdown(result: Any) -> str:
+    """report.md: summary scores with their definitions, categories, error types, listed ids."""
+    out = [f"# {result.benchmark.upper()} evaluation", ""]
+    counts = result.metrics()["counts"]
+    out.append(f"{counts['scored']} items scored, {counts['correct']} correct; "
+               f"{counts['missing_predictions']} without a prediction (counted wrong), "
+               f"{counts['unknown_prediction_ids']} predictions with unknown ids, {counts['unscored']} unscored.")
+    out += ["", "## Summary scores", "", "| score | accuracy % | computed from | missing |", "|---|---:|---|---|"]
+    for name, agg in result.aggregates.items():
+        parts, missing = ", ".join(agg.parts) or "-", ", ".join(agg.missing) or "-"
+        out.append(f"| {name} | {_pct(agg.accuracy)} | {parts} | {missing} |")
+    out += ["", "Definitions:", ""]
+    for name, agg in result.aggregates.items():
+        out.append(f"- **{name}**: {agg.rule}.")
+    out += ["- Only categories that were evaluated enter a score; those listed as missing did not. The overall "
+            "of the BFCL v3 leaderboard quoted by the ToolACE papers also averages multi-turn, so it is "
+            "comparable only when the same parts are present.",
+            "- The exec_* categories (BFCL's unused executable sets, scored here by AST against their call "
+            "strings) enter no summary score."]
+
+    out += ["", "## Categories", "", "| category | accuracy % | correct | total | no prediction | unscored |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for cat, s in result.categories.items():
+        out.append(f"| {cat} | {_pct(s.accuracy)} | {s.correct} | {s.total} | {s.missing_predictions} | {s.unscored} |")
+
+    kinds = sorted({k for s in result.categories.values() for k in s.errors})
+    if kinds:
+        out += ["", "## Error types", "", "| category | " + " | ".join(kinds) + " |",
+                "|---|" + "---:|" * len(kinds)]
+        for cat, s in result.categories.items():
+            out.append(f"| {cat} | " + " | ".join(str(s.errors.get(k, 0)) for k in kinds) + " |")
+        totals = result.error_counts()
+        out.append("| **all** | " + " | ".join(f"**{totals.get(k, 0)}**" for k in kinds) + " |")
+        out += ["", "What they mean:", ""]
+        out += [f"- `{k}`: {ERROR_TYPES.get(k, k)}" for k in kinds]
+
+    for title, ids in (("Examples without a prediction (counted wrong)", result.missing_ids),
+                       ("Predictions whose id matches no evaluated example (not scored)", result.unknown_ids),
+                       ("Examples without call-level gold (not scored)", result.unscored_ids)):
+        if ids:
+            out += ["", f"## {title}: {len(ids)}", "", _ids(ids, _LIST_LIMIT)]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,314 @@
+"""Score a predictions file against a benchmark's examples: per item, per category, BFCL's aggregates.
+
+    preds = load_predictions("preds.jsonl")          # {"id": ..., "result": <raw text or calls>} lines
+    result = evaluate_predictions(examples, preds)   # EvalResult
+    write_outputs(result, "runs/eval")               # metrics.json, results.jsonl, report.md
+
+Every example is scored: an id without a prediction counts as wrong (error_type "missing_prediction")
+and is listed; a prediction whose id matches no example is listed as unknown, never dropped in
+silence. Examples whose gold cannot be scored (kind "unscored") are listed and left out of totals.
+
+Aggregates (BFCL v4's summary scores over the categories that were evaluated; see `AGGREGATES`):
+non_live = unweighted mean of simple, multiple, parallel, parallel_multiple (simple = simple_python
+only for now: Java and JavaScript are not supported yet); live = count-weighted mean of the live AST
+categories; irrelevance = unweighted mean of irrelevance and live_irrelevance; relevance =
+live_relevance; overall = unweighted mean of the summary scores that are available (BFCL's v3-style
+overall, which the ToolACE papers quote, also averages multi-turn: ours is comparable only when the
+same parts are present, and says which are missing).
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from toolace_r.calls import ParseResult, ToolCall
+from toolace_r.evaluation.checker import check
+
+@dataclass
+class Aggregate:
+    """One summary score: `rule` says how, `parts` which categories it used, `missing` which it lacked."""
+
+    name: str
+    rule: str
+    accuracy: float | None
+    parts: list[str]
+    missing: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "rule": self.rule, "parts": self.parts, "missing": self.missing}
+
+
+# name -> (rule, component categories or aggregates, how they combine)
+AGGREGATES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "non_live": ("unweighted mean of simple (simple_python only for now), multiple, parallel, parallel_multiple",
+                 ("simple_python", "multiple", "parallel", "parallel_multiple"), "mean"),
+    "live": ("count-weighted mean of live_simple, live_multiple, live_parallel, live_parallel_multiple",
+             ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"), "weighted"),
+    "irrelevance": ("unweighted mean of irrelevance and live_irrelevance",
+                    ("irrelevance", "live_irrelevance"), "mean"),
+    "relevance": ("live_relevance accuracy", ("live_relevance",), "mean"),
+}
+OVERALL_PARTS = ("non_live", "live", "multi_turn", "relevance", "irrelevance")
+OVERALL_RULE = ("unweighted mean of the available summary scores among non_live, live, multi_turn (not supported "
+                "yet), relevance, irrelevance")
+
+
+@dataclass
+class ItemResult:
+    id: str
+    category: str
+    valid: bool
+    error_type: str | None
+    error: str | None
+    bfcl_error_type: str | None = None
+    calls: list[dict[str, Any]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "category": self.category, "valid": self.valid, "error_type": self.error_type,
+                "error": self.error, "bfcl_error_type": self.bfcl_error_type, "calls": self.calls}
+
+
+@dataclass
+class CategoryScore:
+    category: str
+    correct: int = 0
+    total: int = 0
+    missing_predictions: int = 0
+    unscored: int = 0
+    errors: Counter = field(default_factory=Counter)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.total if self.total else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accuracy": self.accuracy, "correct": self.correct, "total": self.total,
+                "missing_predictions": self.missing_predictions, "unscored": self.unscored,
+                "errors": dict(sorted(self.errors.items()))}
+
+
+@dataclass
+class EvalResult:
+    items: list[ItemResult]
+    categories: dict[str, CategoryScore]
+    aggregates: dict[str, Aggregate]
+    missing_ids: list[str]
+    unknown_ids: list[str]
+    unscored_ids: list[str]
+    benchmark: str = "bfcl"
+
+    def error_counts(self) -> Counter:
+        total: Counter = Counter()
+        for score in self.categories.values():
+            total.update(score.errors)
+        return total
+
+    def metrics(self) -> dict[str, Any]:
+        """What metrics.json holds."""
+        return {
+            "benchmark": self.benchmark,
+            "categories": {c: s.to_dict() for c, s in self.categories.items()},
+            "aggregates": {name: agg.to_dict() for name, agg in self.aggregates.items()},
+            "counts": {
+                "examples": len(self.items),
+                "scored": sum(s.total for s in self.categories.values()),
+                "correct": sum(s.correct for s in self.categories.values()),
+                "missing_predictions": len(self.missing_ids),
+                "unknown_prediction_ids": len(self.unknown_ids),
+                "unscored": len(self.unscored_ids),
+            },
+            "error_types": dict(sorted(self.error_counts().items())),
+            "missing_prediction_ids": self.missing_ids,
+            "unknown_prediction_ids": self.unknown_ids,
+            "unscored_ids": self.unscored_ids,
+        }
+
+
+# --- predictions ---------------------------------------------------------------------------------
+
+def load_predictions(path: str | Path) -> dict[str, Any]:
+    """Read a predictions file: JSON lines `{"id": ..., "result": ...}` (BFCL's result format; other
+    fields are ignored). `result` is the model's raw text, or already-decoded calls as a list of
+    `{"name", "arguments"}` or BFCL's `{function: arguments}` objects (arguments may be a JSON
+    string). Raises ValueError naming the file, line and field for anything else."""
+    path = Path(path)
+    out: dict[str, Any] = {}
+    first_line: dict[str, int] = {}
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected an object {{\"id\": ..., \"result\": ...}}, got "
+                                 f"{type(record).__name__}")
+            if "id" not in record or not isinstance(record["id"], (str, int)):
+                raise ValueError(f"{where}: field 'id': expected a string")
+            if "result" not in record:
+                raise ValueError(f"{where}: field 'result': missing (expected the model's text or a list of calls)")
+            key = str(record["id"])
+            if key in out:
+                raise ValueError(f"{where}: id {key!r} already given on line {first_line[key]}")
+            out[key] = _prediction(record["result"], where)
+            first_line[key] = n
+    return out
+
+
+def _prediction(result: Any, where: str) -> Any:
+    if isinstance(result, str):
+        return result
+    if not isinstance(result, list):
+        raise ValueError(f"{where}: field 'result': expected a string or a list of calls, got {type(result).__name__}")
+    calls = []
+    for i, item in enumerate(result):
+        call = _call(item, f"{where}: field 'result'[{i}]")
+        if isinstance(call, ParseResult):  # arguments that are not JSON: the model's fault, scored as such
+            return call
+        calls.append(call)
+    return calls
+
+
+_CALL_KEYS = {"name", "arguments", "parameters"}
+
+
+def _call(item: Any, where: str) -> ToolCall | ParseResult:
+    if isinstance(item, dict) and isinstance(item.get("name"), str) and set(item) <= _CALL_KEYS:
+        name, args = item["name"], item.get("arguments", item.get("parameters", {}))
+    elif isinstance(item, dict) and len(item) == 1:
+        ((name, args),) = item.items()
+    else:
+        raise ValueError(f"{where}: expected {{\"name\": ..., \"arguments\": {{...}}}} or {{function: {{...}}}}, "
+                         f"got {json.dumps(item)[:80]}")
+    if isinstance(args, str):  # OpenAI style: arguments as a JSON string
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError as exc:
+            return ParseResult(format="json", error=f"arguments of {name!r} are not valid JSON: {exc.msg}")
+    if not isinstance(args, dict):
+        return ParseResult(format="json", error=f"arguments of {name!r} are {type(args).__name__}, not an object")
+    return ToolCall(name, args)
+
+
+# --- benchmarks -----------------------------------------------------------------------------------
+
+def _bfcl_examples(categories: str, data_dir: str | None, limit: int | None) -> list[Any]:
+    from toolace_r.data import load
+
+    source = "bfcl:" + (categories or "all") + (f"@{data_dir}" if data_dir else "")
+    return list(load(source, limit=limit))
+
+
+# benchmark name -> loader(categories "a,b,...", data dir or None, limit per load or None)
+BENCHMARKS = {"bfcl": _bfcl_examples}
+
+
+def load_benchmark(name: str, categories: str = "", data_dir: str | None = None,
+                   limit: int | None = None) -> list[Any]:
+    """The examples of a benchmark; an unknown name is a ValueError listing the known ones."""
+    if name not in BENCHMARKS:
+        raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(sorted(BENCHMARKS))})")
+    return BENCHMARKS[name](categories, data_dir, limit)
+
+
+# --- scoring ------------------------------------------------------------------------------------
+
+def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -> EvalResult:
+    """Score every example with its prediction (text, ToolCall list or ParseResult) by `check`."""
+    items: list[ItemResult] = []
+    categories: dict[str, CategoryScore] = {}
+    missing, unscored, seen = [], [], set()
+    for ex in examples:
+        seen.add(ex.id)
+        score = categories.setdefault(ex.category, CategoryScore(ex.category))
+        if ex.id not in predictions:
+            missing.append(ex.id)
+            score.total += 1
+            score.missing_predictions += 1
+            score.errors["missing_prediction"] += 1
+            items.append(ItemResult(ex.id, ex.category, False, "missing_prediction", "no prediction for this id"))
+            continue
+        verdict = check(ex, predictions[ex.id])
+        calls = None if verdict.calls is None else [_plain(c.to_dict()) for c in verdict.calls]
+        items.append(ItemResult(ex.id, ex.category, verdict.valid, verdict.error_type, verdict.error,
+                                verdict.bfcl_error_type, calls))
+        if verdict.error_type == "unscored":
+            unscored.append(ex.id)
+            score.unscored += 1
+            continue
+        score.total += 1
+        if verdict.valid:
+            score.correct += 1
+        else:
+            score.errors[verdict.error_type or "unknown"] += 1
+    unknown = [key for key in predictions if key not in seen]
+    return EvalResult(items, categories, aggregate(categories), missing, unknown, unscored)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy of a decoded value: BFCL's decoder can yield tuples, bytes, non-string keys."""
+    if isinstance(value, dict):
+        return {k if isinstance(k, (str, int, float, bool)) or k is None else repr(k): _plain(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return repr(value)
+
+
+def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
+    """BFCL's summary scores over the categories present (see the module docstring), plus overall."""
+    out: dict[str, Aggregate] = {}
+    for name, (rule, parts, how) in AGGREGATES.items():
+        present = [c for c in parts if c in categories and categories[c].total]
+        missing = [c for c in parts if c not in present]
+        if not present:
+            out[name] = Aggregate(name, rule, None, [], missing)
+            continue
+        if how == "weighted":
+            acc = sum(categories[c].correct for c in present) / sum(categories[c].total for c in present)
+        else:
+            acc = sum(categories[c].accuracy for c in present) / len(present)  # type: ignore[misc]
+        out[name] = Aggregate(name, rule, acc, present, missing)
+    available = [p for p in OVERALL_PARTS if p in out and out[p].accuracy is not None]
+    overall = (sum(out[p].accuracy for p in available) / len(available)) if available else None  # type: ignore[misc]
+    out["overall"] = Aggregate("overall", OVERALL_RULE, overall, available,
+                               [p for p in OVERALL_PARTS if p not in available])
+    return out
+
+
+# --- writing ------------------------------------------------------------------------------------
+
+def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """metrics.json, results.jsonl and report.md in `out_dir`, each written whole or not at all."""
+    from toolace_r.evaluation.report import render_markdown
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"metrics": out / "metrics.json", "results": out / "results.jsonl", "report": out / "report.md"}
+    _write_atomic(paths["metrics"], json.dumps(result.metrics(), indent=2, ensure_ascii=False) + "\n")
+    _write_atomic(paths["results"], "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n"
+                                            for item in result.items))
+    _write_atomic(paths["report"], render_markdown(result))
+    return paths
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # A temporary file beside the target, then a rename: readers see the old file or the new one.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if tmp.exists():
+            tmp.unlink()
+        raise

@@ -93,6 +93,9 @@ def decode(source: str, *, strict: bool, max_depth: int,
     return pairs
 
 
+UNPACKED_KWARGS = "**"  # the argument name `f(**x)` decodes to in BFCL mode
+
+
 class _Resolver:
     def __init__(self, strict: bool, max_depth: int, names: Mapping[str, str]):
         self.strict = strict
@@ -107,7 +110,13 @@ class _Resolver:
         args: dict[str, Any] = {}
         for kw in node.keywords:
             if kw.arg is None:
-                raise DecodeError("'**' arguments are not allowed in a call")
+                if self.strict:
+                    raise DecodeError("'**' arguments are not allowed in a call")
+                # BFCL keeps `f(**x)` as a call whose parameter is named None. "**" plays that part
+                # here: it can never name a schema parameter, so the call is still a decoded call
+                # (wrong for irrelevance) that fails the AST check, as in BFCL, yet stays JSON-safe.
+                args[UNPACKED_KWARGS] = self.value(kw.value, depth + 1)
+                continue
             args[self.names.get(kw.arg, kw.arg)] = self.value(kw.value, depth + 1)
         return self.call_name(node.func), args
 

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from toolace_r import pythonic
+from toolace_r import pythonic, pythonic_fast
 
 
 @dataclass
@@ -37,7 +37,8 @@ class ToolCall:
 class ParseResult:
     """What a model's answer turned out to be.
 
-    format: "pythonic" | "json" | "hermes" | "openai" | "text" (a plain non-call answer) | None on error.
+    format: "pythonic" | "json" | "hermes" | "openai" | "text" (a plain non-call answer); on an error the
+            format that was attempted (None only when the input was too long to try any).
     calls:  the decoded calls (possibly empty: "[]" is a call list with no calls), None for text/error.
     text:   the plain answer when it is not a call, else None.
     error:  a message when the text looked like calls in `format` but could not be decoded, else None.
@@ -132,8 +133,21 @@ def decode_bfcl(text: str) -> ParseResult:
     """Decode exactly as BFCL's prompt-mode decoder does (without its eval); format "pythonic".
 
     No fence handling beyond BFCL's own strip, no names with spaces, values kept as BFCL keeps them
-    (tuples, bytes, non-string dict keys). Failure is an error result, never an exception.
+    (tuples, bytes, non-string dict keys). Failure is an error result, never an exception. Plain call
+    lists and sure syntax errors take a regex fast path (`pythonic_fast`); the rest `decode_bfcl_ast`.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"decode_bfcl() needs a str, got {type(text).__name__}")
+    fast = pythonic_fast.decode(text)
+    if fast is None:
+        return decode_bfcl_ast(text)
+    if type(fast) is str:
+        return ParseResult(format="pythonic", error=fast)
+    return ParseResult(format="pythonic", calls=[ToolCall(n, a) for n, a in fast])
+
+
+def decode_bfcl_ast(text: str) -> ParseResult:
+    """`decode_bfcl` through `ast.parse` for every input: the reference the fast path is tested against."""
     if not isinstance(text, str):
         raise TypeError(f"decode_bfcl() needs a str, got {type(text).__name__}")
     if len(text) > MAX_INPUT_CHARS:

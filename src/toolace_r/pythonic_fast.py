@@ -1,14 +1,15 @@
-"""A fast path for BFCL decoding, used by the checker before `calls.decode_bfcl`.
+"""The fast path of `calls.decode_bfcl`: plain call lists read without `ast.parse`.
 
-`decode_bfcl` goes through `ast.parse`, which costs more than the whole check. Most answers are
+The full decoder (`calls.decode_bfcl_ast`) goes through `ast.parse`, which costs more than a whole
+BFCL check, and the checker, the refine loop and the training sampler decode millions of answers. Most answers are
 plain `[f(a='x', b=1.5, c=[1, 2], d={'k': True}, unit=celsius)]`: keyword arguments whose values are
 string, number, True/False/None literals, bare names, lists, tuples and dicts of them (positional
 arguments are read and dropped, as BFCL does). `fast_decode` reads
-exactly those with a few regular expressions and returns the calls `decode_bfcl` would. Most
+exactly those with a few regular expressions and returns the (name, arguments) pairs the full decoder would. Most
 non-answers are recognised as sure syntax errors without parsing (prose, a fence's language tag
 before the list, a JSON list, unbalanced brackets without strings), and a message is returned.
 Anything else (escapes in strings, arithmetic, attributes, nested calls, comments, non-ASCII
-names, ...) gives None, and the caller falls back to `decode_bfcl`. Each accepted form has one
+names, ...) gives None, and the caller falls back to the full decoder. Each accepted form has one
 meaning under Python's grammar, hence under BFCL's decoder; tests compare the two decoders on many
 thousands of outputs.
 """
@@ -19,7 +20,6 @@ import keyword
 import re
 from typing import Any
 
-from toolace_r.calls import ToolCall
 
 _MAX_CHARS = 64 * 1024  # longer answers take the slow path (which rejects them)
 _MAX_DEPTH = 8  # deeper containers take the slow path
@@ -100,7 +100,7 @@ def _sure_syntax_error(src: str) -> str | None:
         # none of its elements is a call.
         try:
             value = json.loads(src)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting: leave it to the bounded full decoder
             value = None
         if isinstance(value, list) and value:
             return "a JSON list, not calls"
@@ -131,8 +131,8 @@ def _bad_separator(src: str, sep: str, pos: int) -> Exception:
     return _Slow()
 
 
-def fast_decode(text: str) -> list[ToolCall] | str | None:
-    """The calls `decode_bfcl(text)` would give; a message (str) when decoding surely fails; None
+def decode(text: str) -> list[tuple[str, dict[str, Any]]] | str | None:
+    """The (name, arguments) pairs `decode_bfcl_ast(text)` would give; a message (str) when decoding surely fails; None
     when the text needs the full decoder."""
     if len(text) > _MAX_CHARS:
         return None
@@ -155,7 +155,7 @@ def fast_decode(text: str) -> list[ToolCall] | str | None:
         return _sure_syntax_error(src)
 
 
-def _calls(src: str) -> list[ToolCall]:
+def _calls(src: str) -> list[tuple[str, dict[str, Any]]]:
     end = len(src) - 1
     if src[1] in " \t\n]":
         m = _SEP.match(src, 1)
@@ -178,7 +178,7 @@ def _calls(src: str) -> list[ToolCall]:
         elif name in _KEYWORDS:
             raise _Slow
         args, pos = _arguments(src, m.end())
-        out.append(ToolCall(name, args))
+        out.append((name, args))
         sep = src[pos]
         if sep in " \t\n":
             m = _SEP.match(src, pos)

@@ -13,8 +13,8 @@ already-decoded calls) and returns a `Verdict`. Two ideas:
   `bfcl_values.py`; benchmarks/bfcl_agreement.py compares both checkers on thousands of outputs.
 - Speed. Refinement and training call `check` millions of times on the same examples, so the
   schema and answer-key work (type lookups, standardised strings) is done once per example and
-  cached, messages are formatted only when read, and text goes through `fast_decode` (plain call
-  lists without `ast.parse`) before `calls.decode_bfcl`.
+  cached, messages are formatted only when read, and text is decoded by `calls.decode_bfcl`, whose
+  fast path reads plain call lists without `ast.parse`.
 
 Non-BFCL golds (kind "calls" from ToolACE/xLAM/jsonl) use the same value rules with an any-order
 match of the expected calls (BFCL's parallel matcher), since their categories say nothing about the
@@ -26,7 +26,6 @@ from typing import Any, Callable
 
 from toolace_r.calls import ParseResult, ToolCall
 from toolace_r.evaluation.bfcl_values import STANDARDISE, Answer, Lazy, ParamSpec, check_value
-from toolace_r.evaluation.fast_decode import fast_decode
 
 # Actionable error kinds (Verdict.error_type), each with what a user should look at.
 ERROR_TYPES: dict[str, str] = {
@@ -272,15 +271,7 @@ def check(example: Any, result: ParseResult | str | list[ToolCall]) -> Verdict:
     """Score one answer for `example` with BFCL's semantics (see the module docstring)."""
     hit = _CACHE.get(id(example))
     prep = hit[1] if hit is not None and hit[0] is example else _prepared(example)
-    if type(result) is str:
-        calls = fast_decode(result)
-        decode_error = None
-        if calls is None:
-            calls, decode_error = _as_calls(result)
-        elif type(calls) is str:
-            calls, decode_error = None, calls
-    else:
-        calls, decode_error = _as_calls(result)
+    calls, decode_error = _as_calls(result)
     ast_check = prep.ast_check
     if ast_check is not None:  # the common case first
         if calls is None:

@@ -167,12 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from toolace_r.engines.base import EngineError
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, KeyError) as exc:  # user errors: one clear line, no trace
+    except (ValueError, FileNotFoundError, KeyError, EngineError) as exc:  # one clear line, no trace
         sys.stderr.write(f"toolace-r {args.command}: error: {exc}\n")
         return 2
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo demo-quick test test-fast clean
+.PHONY: setup demo test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,11 +18,13 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
+# Until the training pipeline lands: the embedded model on a small BFCL slice, with adaptive refinement.
+DEMO_CATEGORIES ?= simple_python,multiple,parallel,parallel_multiple,irrelevance
+DEMO_LIMIT ?= 8
 demo: $(STAMP)
-	$(BIN)/toolace-r demo --config configs/demo.yaml
-
-demo-quick: $(STAMP)
-	$(BIN)/toolace-r demo --config configs/demo_quick.yaml
+	$(BIN)/toolace-r models pull smollm2-135m
+	$(BIN)/toolace-r eval --benchmark bfcl --categories $(DEMO_CATEGORIES) --limit $(DEMO_LIMIT) \
+		--model smollm2-135m --refine adaptive --out runs/demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -205,21 +205,8 @@ def _arguments(src: str, pos: int) -> tuple[dict[str, Any], int]:
     while True:
         m = _KEY_LITERAL.match(src, pos)
         if m is not None:
-            key, s1, s2, flt, num, const, name, sep = m.groups()
-            if s1 is not None:
-                value: Any = s1
-            elif s2 is not None:
-                value = s2
-            elif flt is not None:
-                value = float(flt)
-            elif num is not None:
-                value = int(num)
-            elif const is not None:
-                value = _CONSTANTS[const]
-            elif name in _KEYWORDS:
-                raise _Slow
-            else:
-                value = name  # BFCL reads a bare name as its spelling: unit=celsius -> "celsius"
+            key, sep = m.group(1), m.group(8)
+            value: Any = _literal(*m.groups()[1:7])
             pos = m.end()
         else:
             m = _KWARG.match(src, pos)
@@ -247,22 +234,7 @@ def _value(src: str, pos: int, depth: int) -> tuple[Any, str, int]:
     """(value, the separator after it, position after the separator)."""
     m = _LITERAL.match(src, pos)
     if m is not None:
-        s1, s2, flt, num, const, name, sep = m.groups()
-        if s1 is not None:
-            value: Any = s1
-        elif s2 is not None:
-            value = s2
-        elif flt is not None:
-            value = float(flt)
-        elif num is not None:
-            value = int(num)
-        elif const is not None:
-            value = _CONSTANTS[const]
-        elif name in _KEYWORDS:
-            raise _Slow
-        else:
-            value = name
-        return value, sep, m.end()
+        return _literal(*m.groups()[:6]), m.group(7), m.end()
     opener = src[pos]
     if opener in ",)]}":
         raise _Sure(f"syntax error: a value is missing at column {pos}")
@@ -319,3 +291,21 @@ def _dict(src: str, pos: int, depth: int) -> tuple[dict[Any, Any], int]:
             raise _bad_separator(src, sep, pos)
         if src[pos] == "}":
             return out, pos + 1
+
+
+def _literal(s1: str | None, s2: str | None, flt: str | None, num: str | None,
+             const: str | None, name: str | None) -> Any:
+    """The value of one matched literal (exactly one group is set)."""
+    if s1 is not None:
+        return s1
+    if s2 is not None:
+        return s2
+    if flt is not None:
+        return float(flt)
+    if num is not None:
+        return int(num)
+    if const is not None:
+        return _CONSTANTS[const]
+    if name in _KEYWORDS:
+        raise _Slow
+    return name  # BFCL reads a bare name as its spelling: unit=celsius -> "celsius"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Union
+from typing import Any, Callable, Iterable, Iterator, Union
 
 from toolace_r.data.registry import DatasetError
 
@@ -38,6 +38,24 @@ def read_records(spec: str, *, default_hub_id: str | None = None, split: str = "
         raise FileNotFoundError(f"{spec}: no such file")
     else:
         yield from _read_hub(spec, split)
+
+
+def build_examples(spec: str, build: Callable[[Any, str, int], Iterable[Any]], *,
+                   default_hub_id: str | None = None, split: str = "train") -> Iterator[Any]:
+    """Run `build(record, where, record_number)` over every record of `spec`.
+
+    What it yields passes through; a DatasetError (from reading or from `build`) is yielded as an item,
+    so `load(..., skip_invalid=True)` can skip it and the strict path can raise it.
+    """
+    for n, item in enumerate(read_records(spec, default_hub_id=default_hub_id, split=split), start=1):
+        if isinstance(item, DatasetError):
+            yield item
+            continue
+        where, row = item
+        try:
+            yield from build(row, where, n)
+        except DatasetError as err:
+            yield err
 
 
 def read_json_file(path: str | os.PathLike) -> Iterator[Union[Record, DatasetError]]:

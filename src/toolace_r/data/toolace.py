@@ -14,7 +14,7 @@ from typing import Any, Iterator, Union
 
 from toolace_r.data.example import Example, call_shape
 from toolace_r.data.gold import flag_problems, gold_from_text
-from toolace_r.data.records import expect, json_type, read_records
+from toolace_r.data.records import build_examples, expect, json_type
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 
@@ -27,15 +27,7 @@ _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "ass
 
 @register_loader("toolace")
 def load_toolace(spec: str, split: str = "train") -> Iterator[Union[Example, DatasetError]]:
-    for n, item in enumerate(read_records(spec, default_hub_id=DEFAULT_HUB_ID, split=split), start=1):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, row = item
-        try:
-            yield from _examples(row, where, n)
-        except DatasetError as err:
-            yield err
+    return build_examples(spec, _examples, default_hub_id=DEFAULT_HUB_ID, split=split)
 
 
 def extract_tool_list(system: str) -> list[Any]:

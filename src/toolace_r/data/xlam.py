@@ -12,7 +12,7 @@ from typing import Any, Iterator, Union
 
 from toolace_r.data.example import Example, call_shape
 from toolace_r.data.gold import flag_problems, gold_from_call_objects
-from toolace_r.data.records import expect, read_records
+from toolace_r.data.records import build_examples, expect
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 
@@ -21,15 +21,8 @@ DEFAULT_HUB_ID = "Salesforce/xlam-function-calling-60k"
 
 @register_loader("xlam")
 def load_xlam(spec: str, split: str = "train") -> Iterator[Union[Example, DatasetError]]:
-    for n, item in enumerate(read_records(spec, default_hub_id=DEFAULT_HUB_ID, split=split), start=1):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, row = item
-        try:
-            yield _example(row, where, n)
-        except DatasetError as err:
-            yield err
+    return build_examples(spec, lambda row, where, n: [_example(row, where, n)],
+                          default_hub_id=DEFAULT_HUB_ID, split=split)
 
 
 def _example(row: Any, where: str, n: int) -> Example:

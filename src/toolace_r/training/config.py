@@ -1,0 +1,150 @@
+"""The configuration of a training run: one `TrainConfig` with a nested dataclass per stage.
+
+Loaded with `toolace_r.config.load_config(TrainConfig, path, overrides)`, so every field can be set from
+YAML or the command line (`selection.policy=window`, `sft.max_steps=2`). The resolved config is saved as
+`config.yaml` in the run directory; each phase's done-marker records the hash of the sections it read,
+so changing a section on `--resume` redoes exactly the phases that depend on it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from toolace_r.prompts import PromptConfig
+
+DEFAULT_TRAIN_SOURCE = (
+    "bfcl:live_simple,live_multiple,live_parallel,live_parallel_multiple,"
+    "exec_simple,exec_multiple,exec_parallel,exec_parallel_multiple"
+)
+
+# [ours] The gold text for a no-call item whose data carries none (BFCL irrelevance keys hold no text).
+DEFAULT_NO_CALL_TEXT = "None of the given functions can be used to answer this question."
+
+
+@dataclass
+class DataConfig:
+    """train: a toolace_r.data source; train_limit: at most this many items, taken round-robin over the
+    categories so a small limit still sees every category. eval (optional): held-out source scored greedily
+    after each iteration."""
+
+    train: str = DEFAULT_TRAIN_SOURCE
+    train_limit: int | None = None
+    eval: str | None = None
+    eval_limit: int | None = None
+    no_call_text: str = DEFAULT_NO_CALL_TEXT
+    data_dir: str | None = None  # passed to the loaders as data_dir= when set (BFCL data folder)
+
+
+@dataclass
+class SamplingConfig:
+    """How difficulty is measured: k samples per item from the current model, scored by the checker."""
+
+    engine: str = "hf"
+    engine_options: dict[str, Any] = field(default_factory=dict)
+    k: int = 4
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    seed: int = 0
+    gold_nll: bool = True  # also compute each item's mean gold-answer NLL under the model
+    nll_batch_size: int = 8
+    eval_max_new_tokens: int = 256
+
+
+@dataclass
+class WarmupConfig:
+    """Iteration 0's extra training items, for a model that solves nothing yet.
+
+    policy: "nll" (the `share` of items with the lowest gold NLL: ToolACE's model-aware signal),
+    "seed" (a random `share` drawn with `seed`), "none". `size`, when set, replaces `share`.
+    rounds: iterations 1..rounds-1 warm up again (ranked by the *current* model) while the policy still
+    selects nothing; an iteration that warms up never triggers the stop rule.
+    """
+
+    policy: str = "nll"
+    share: float = 0.25
+    size: int | None = None
+    seed: int = 0
+    rounds: int = 1
+
+
+@dataclass
+class SelectionConfig:
+    """policy: a key of selection.POLICIES (grow | window | all).
+    window keeps lo < s < hi plus `replay_share` (of the window's size) of mastered items (s >= hi).
+    quotas: the least share of the selection each category group (parallel, multiple, irrelevance,
+    simple) must have; items are added from the group, the closest to solvable first."""
+
+    policy: str = "grow"
+    lo: float = 0.0
+    hi: float = 1.0
+    replay_share: float = 0.1
+    quotas: dict[str, float] = field(
+        default_factory=lambda: {"parallel": 0.1, "multiple": 0.1, "irrelevance": 0.1, "simple": 0.1}
+    )
+    seed: int = 0
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+@dataclass
+class CorpusConfig:
+    """sft: one prompt->gold example per selected item. fix/keep: refinement examples built from the
+    item's own sampled answers (wrong -> gold, right -> the answer byte for byte), at most
+    max_fix/max_keep per item; refine_share caps the refinement examples' share of the corpus."""
+
+    sft: bool = True
+    max_fix_per_item: int = 1
+    max_keep_per_item: int = 1
+    refine_share: float = 0.5
+    max_previous_chars: int = 2000  # longer sampled answers (runaway generations) are not used
+    seed: int = 0
+
+
+@dataclass
+class SFTStageConfig:
+    """One fine-tuning stage with TRL's SFTTrainer. finetune: "lora" (merged after training) or "full"."""
+
+    finetune: str = "lora"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    target_modules: str = "all-linear"
+    learning_rate: float = 1e-4
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    warmup: float = 0.1  # share of the steps (< 1) or a number of steps
+    scheduler: str = "cosine"
+    bf16: bool = False  # bf16 autocast (on CPU too); fp32 weights
+    # TRL turns it on by default; for small models and short rows it only costs time (a second forward).
+    gradient_checkpointing: bool = False
+    save_steps: int = 50
+    save_total_limit: int = 2
+    logging_steps: int = 1
+    seed: int = 0
+    num_threads: int | None = None
+
+
+@dataclass
+class LoopConfig:
+    """Stop when the selection gains no more than `min_growth` new items, or after max_iterations."""
+
+    max_iterations: int = 3
+    min_growth: int = 0
+    progress: bool = True
+    eval_base: bool = True  # also score the starting model on data.eval (written to base/eval.json)
+
+
+@dataclass
+class TrainConfig:
+    model: str = "smollm2-135m"
+    output_dir: str = "runs/train"
+    data: DataConfig = field(default_factory=DataConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    sft: SFTStageConfig = field(default_factory=SFTStageConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)

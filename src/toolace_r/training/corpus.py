@@ -1,0 +1,81 @@
+"""The training corpus of one iteration: SFT examples plus self-refinement examples.
+
+Each row is {"prompt", "completion", "kind", "id"}, rendered by prompts.render_pair, so the loss can go on
+the completion alone. Refinement rows continue the conversation with the model's own sampled answer y_prev
+(previous_answers=(y_prev,)):
+- fix:  y_prev wrong -> the gold answer;
+- keep: y_prev right -> y_prev byte for byte. A re-serialised gold would teach the model to keep
+  rewriting right answers, and the refine loop's stop test would never fire (REFERENCE.md §1).
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any, Sequence
+
+from toolace_r.config import atomic_write_text
+from toolace_r.prompts import PromptConfig, render_pair
+
+from .config import CorpusConfig
+
+
+def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], train_ids: Sequence[str],
+                 targets: dict[str, str], tokenizer: Any, cfg: CorpusConfig,
+                 prompt_cfg: PromptConfig) -> list[dict[str, Any]]:
+    """SFT rows for every item in `train_ids`, then fix/keep rows from its samples (capped by ratio)."""
+    sft: list[dict[str, Any]] = []
+    refine: list[dict[str, Any]] = []
+    for item in train_ids:
+        ex, target = examples[item], targets[item]
+        if cfg.sft:
+            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
+            sft.append({"prompt": prompt, "completion": completion, "kind": "sft", "id": item})
+        fixes = keeps = 0
+        seen: set[str] = set()
+        for sample in records.get(item, {}).get("samples", []):
+            text = sample["text"]
+            if not text.strip() or text in seen or len(text) > cfg.max_previous_chars:
+                continue
+            seen.add(text)
+            if sample["valid"] and keeps < cfg.max_keep_per_item:
+                kind, goal = "keep", text  # the model's own right answer, unchanged
+                keeps += 1
+            elif not sample["valid"] and fixes < cfg.max_fix_per_item:
+                kind, goal = "fix", target
+                fixes += 1
+            else:
+                continue
+            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal,
+                                             previous_answers=(text,), cfg=prompt_cfg)
+            refine.append({"prompt": prompt, "completion": completion, "kind": kind, "id": item})
+    return sft + _cap_refine(refine, len(sft), cfg)
+
+
+def _cap_refine(refine: list[dict[str, Any]], n_sft: int, cfg: CorpusConfig) -> list[dict[str, Any]]:
+    """Keep at most `refine_share` of the corpus as refinement rows (a seeded draw, in original order)."""
+    share = cfg.refine_share
+    if share <= 0:
+        return []
+    if share >= 1 or n_sft == 0:
+        return refine
+    cap = int(share / (1 - share) * n_sft)
+    if len(refine) <= cap:
+        return refine
+    keep = set(random.Random(cfg.seed).sample(range(len(refine)), cap))
+    return [row for i, row in enumerate(refine) if i in keep]
+
+
+def corpus_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    counts = {"sft": 0, "fix": 0, "keep": 0}
+    for row in rows:
+        counts[row["kind"]] = counts.get(row["kind"], 0) + 1
+    return counts
+
+
+def write_corpus(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def read_corpus(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,150 @@
+"""Difficulty of each training item, measured with the model being trained.
+
+Two signals (REFERENCE.md §1): the solve rate s = correct/k over k sampled answers scored by the checker,
+and optionally ToolACE's mean token NLL of the gold answer under the model. A model that cannot write the
+call format yet has s = 0 everywhere, so the NLL is what the warm-up ranks by.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from toolace_r.calls import render
+from toolace_r.config import atomic_write_text
+from toolace_r.engines import Engine, GenerationRequest, SamplingParams
+from toolace_r.evaluation import check
+from toolace_r.prompts import PromptConfig, render_example, render_pair
+
+from .config import SamplingConfig
+
+EngineFactory = Callable[[str, SamplingConfig], Engine]
+
+
+def gold_target(example: Any, no_call_text: str) -> str | None:
+    """The text a training example teaches: pythonic calls, the no-call text, or None (not trainable)."""
+    if example.gold.kind == "no_call":
+        return example.gold.text or no_call_text
+    calls = example.gold.answer_calls(example.tools)
+    if calls is None:  # any_call, unscored: no single right answer to train on
+        return None
+    if not calls:
+        return example.gold.text or no_call_text
+    return render(calls, "pythonic")
+
+
+def default_engine_factory(model_dir: str, cfg: SamplingConfig) -> Engine:
+    """The configured engine serving `model_dir` (hf loads it; openai/vllm options name the server)."""
+    from toolace_r.engines import get_engine
+
+    return get_engine(cfg.engine, **{"model": model_dir, **cfg.engine_options})
+
+
+def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cfg: SamplingConfig,
+                     prompt_cfg: PromptConfig, seed: int, progress: bool = False) -> list[dict[str, Any]]:
+    """k answers per example, each with the checker's verdict, and the solve rate."""
+    requests = [
+        GenerationRequest(
+            prompt=render_example(tokenizer, ex, cfg=prompt_cfg),
+            params=SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
+                                  max_new_tokens=cfg.max_new_tokens, seed=seed + i),
+        )
+        for i, ex in enumerate(examples)
+    ]
+    results = engine.generate(requests, progress=progress)
+    records = []
+    for ex, result in zip(examples, results):
+        samples = []
+        for text in result.texts:
+            verdict = check(ex, text)
+            samples.append({"text": text, "valid": bool(verdict.valid), "error_type": verdict.error_type})
+        solved = sum(s["valid"] for s in samples)
+        records.append({"id": ex.id, "category": ex.category, "samples": samples,
+                        "solve_rate": solved / len(samples) if samples else 0.0})
+    return records
+
+
+def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Sequence[str],
+             prompt_cfg: PromptConfig, batch_size: int = 8, progress: bool = False) -> list[float]:
+    """Mean token NLL of each gold completion given its prompt (one forward pass per batch).
+
+    Rows are padded on the left so every completion ends the row; the model then computes logits for
+    the last positions only (`logits_to_keep`), which spares a vocabulary-sized row per prompt token.
+    """
+    import inspect
+
+    import torch
+
+    pairs = []
+    for ex, target in zip(examples, targets):
+        prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+        start = max(_common_prefix(p_ids, full), 1)  # the completion starts where the tokenisations part
+        pairs.append((full, len(full) - start))
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    device = next(model.parameters()).device
+    can_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths pad less
+    values: dict[int, float] = {}
+    bar = _bar(progress, len(pairs), "gold NLL")
+    with torch.inference_mode():
+        for b in range(0, len(order), batch_size):
+            idx = order[b:b + batch_size]
+            width = max(len(pairs[i][0]) for i in idx)
+            ids = torch.full((len(idx), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            for row, i in enumerate(idx):
+                seq = pairs[i][0]
+                ids[row, width - len(seq):] = torch.tensor(seq)
+                mask[row, width - len(seq):] = 1
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            keep = max(pairs[i][1] for i in idx) + 1
+            extra = {"logits_to_keep": keep} if can_keep else {}
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=positions.to(device), **extra).logits[:, -keep:].float()
+            logp = torch.log_softmax(logits[:, :-1], dim=-1)
+            tok = torch.gather(logp, 2, ids[:, width - keep + 1:].to(device).unsqueeze(-1)).squeeze(-1)
+            for row, i in enumerate(idx):
+                n = pairs[i][1]  # logits at the last kept positions predict the row's last n tokens
+                values[i] = float(-tok[row, tok.shape[1] - n:].mean())
+            if bar is not None:
+                bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+    return [values[i] for i in range(len(pairs))]
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _bar(enabled: bool, total: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="item")
+
+
+def write_samples(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+
+
+def read_samples(path: str | Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def solve_rate_histogram(records: Sequence[dict[str, Any]], k: int) -> dict[str, int]:
+    """How many items were solved j times out of k, as {"j/k": count}."""
+    hist = {f"{j}/{k}": 0 for j in range(k + 1)}
+    for r in records:
+        j = sum(s["valid"] for s in r["samples"])
+        key = f"{j}/{len(r['samples'])}"
+        hist[key] = hist.get(key, 0) + 1
+    return hist

@@ -1,0 +1,81 @@
+"""The refinement corpus (fix/keep, ratios), gold targets, and the SFT loss mask."""
+from __future__ import annotations
+
+from toolace_r.calls import ToolCall
+from toolace_r.data import Example, Gold
+from toolace_r.prompts import PromptConfig
+from toolace_r.tools import normalize_tools
+from toolace_r.training.config import CorpusConfig, SFTStageConfig
+from toolace_r.training.corpus import build_corpus, corpus_counts
+from toolace_r.training.difficulty import gold_target
+
+PCFG = PromptConfig(system_prompt="Call tools.")
+TOOLS = normalize_tools([{"type": "function", "function": {
+    "name": "get_weather", "description": "Weather.",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}])
+
+
+def example(i="a", city="Oslo"):
+    return Example(id=i, messages=[{"role": "user", "content": f"Weather in {city}?"}], tools=TOOLS,
+                   gold=Gold(kind="calls", calls=[ToolCall("get_weather", {"city": city})]), category="simple")
+
+
+def test_gold_target_forms():
+    assert gold_target(example(), "none") == '[get_weather(city="Oslo")]'
+    no_call = Example("n", [{"role": "user", "content": "hi"}], TOOLS, Gold(kind="no_call"), "irrelevance")
+    assert gold_target(no_call, "No tool fits.") == "No tool fits."
+    assert gold_target(Example("r", [], TOOLS, Gold(kind="any_call"), "live_relevance"), "x") is None
+
+
+def test_keep_targets_are_byte_identical_and_fix_targets_gold(chatml_tokenizer):
+    ex = example()
+    # A right answer written differently from the gold (spacing, quotes): keep must not re-serialise it.
+    right = "[get_weather( city='Oslo' )]  "
+    wrong = '[get_weather(city="Bergen")]'
+    records = {"a": {"samples": [{"text": right, "valid": True}, {"text": wrong, "valid": False},
+                                 {"text": right, "valid": True}]}}
+    rows = build_corpus({"a": ex}, records, ["a"], {"a": gold_target(ex, "")}, chatml_tokenizer,
+                        CorpusConfig(refine_share=1.0), PCFG)
+    assert corpus_counts(rows) == {"sft": 1, "fix": 1, "keep": 1}  # duplicate right answer used once
+    keep = next(r for r in rows if r["kind"] == "keep")
+    fix = next(r for r in rows if r["kind"] == "fix")
+    assert keep["completion"] == right + "<|im_end|>"
+    assert fix["completion"] == '[get_weather(city="Oslo")]<|im_end|>'
+    # The refine prompt continues the conversation with the previous answer, then the instruction.
+    assert "<|im_start|>assistant\n" + right + "<|im_end|>" in keep["prompt"]
+    assert "<|im_start|>assistant\n" + wrong + "<|im_end|>" in fix["prompt"]
+    assert keep["prompt"].endswith(PCFG.refine_instruction + "<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_ratios_cap_refine_rows(chatml_tokenizer):
+    exs = {f"e{i}": example(f"e{i}", f"City{i}") for i in range(4)}
+    records = {k: {"samples": [{"text": f"wrong {j}", "valid": False} for j in range(3)]} for k in exs}
+    targets = {k: gold_target(v, "") for k, v in exs.items()}
+    ids = list(exs)
+    many = build_corpus(exs, records, ids, targets, chatml_tokenizer,
+                        CorpusConfig(max_fix_per_item=2, refine_share=1.0), PCFG)
+    assert corpus_counts(many) == {"sft": 4, "fix": 8, "keep": 0}
+    capped = build_corpus(exs, records, ids, targets, chatml_tokenizer,
+                          CorpusConfig(max_fix_per_item=2, refine_share=0.2), PCFG)
+    assert corpus_counts(capped) == {"sft": 4, "fix": 1, "keep": 0}  # int(0.2/0.8*4) = 1
+    none = build_corpus(exs, records, ids, targets, chatml_tokenizer, CorpusConfig(refine_share=0.0), PCFG)
+    assert corpus_counts(none)["fix"] == 0
+
+
+def test_loss_mask_covers_only_answer_tokens(tiny_model_dir, chatml_tokenizer, tmp_path):
+    from toolace_r.training.sft import build_trainer
+
+    ex = example()
+    records = {"a": {"samples": [{"text": '[get_weather(city="Rome")]', "valid": False}]}}
+    rows = build_corpus({"a": ex}, records, ["a"], {"a": gold_target(ex, "")}, chatml_tokenizer,
+                        CorpusConfig(refine_share=1.0), PCFG)
+    trainer = build_trainer(str(tiny_model_dir), rows, tmp_path, SFTStageConfig(max_steps=1, batch_size=2))
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+    for row, ids, labels, mask in zip(rows, batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        n_prompt = len(chatml_tokenizer(row["prompt"], add_special_tokens=False)["input_ids"])
+        n_all = int(mask.sum())
+        assert (labels[:n_prompt] == -100).all()
+        assert (labels[n_prompt:n_all] == ids[n_prompt:n_all]).all()
+        assert (labels[n_all:] == -100).all()  # padding
+        answer = chatml_tokenizer.decode(ids[n_prompt:n_all].tolist())
+        assert answer == row["completion"]

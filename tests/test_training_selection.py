@@ -1,0 +1,97 @@
+"""Selection policies, quotas and the warm-up (pure functions over sample records)."""
+from __future__ import annotations
+
+import pytest
+
+from toolace_r.training.config import SelectionConfig, WarmupConfig
+from toolace_r.training.selection import POLICIES, apply_quotas, category_group, get_policy, select, warmup_ids
+
+
+def rec(i, s, cat="live_simple", nll=None):
+    return {"id": i, "category": cat, "solve_rate": s, "samples": [], "gold_nll": nll}
+
+
+def cfg(**kw):
+    kw.setdefault("quotas", {})
+    kw.setdefault("warmup", WarmupConfig(policy="none"))
+    return SelectionConfig(**kw)
+
+
+def test_registry_lists_known_keys_on_unknown():
+    assert {"grow", "window", "all"} <= set(POLICIES)
+    with pytest.raises(KeyError, match="grow"):
+        get_policy("nope")
+
+
+def test_category_groups():
+    assert category_group("live_parallel_multiple") == "parallel"
+    assert category_group("exec_multiple") == "multiple"
+    assert category_group("live_irrelevance") == "irrelevance"
+    assert category_group("jsonl_irrelevance") == "irrelevance"
+    assert category_group("simple_python") == "simple"
+
+
+def test_grow_keeps_everything_ever_solved():
+    it0 = select([rec("a", 0.5), rec("b", 0.0), rec("c", 0.0)], cfg(), set(), None, 0)
+    assert it0["selected"] == ["a"]
+    # a is no longer solved but stays; c is new
+    it1 = select([rec("a", 0.0), rec("b", 0.0), rec("c", 0.25)], cfg(), set(it0["ever_solved"]),
+                 it0["selected"], 1)
+    assert it1["selected"] == ["a", "c"] and it1["growth"] == 1
+    it2 = select([rec("a", 0.0), rec("b", 0.0), rec("c", 0.0)], cfg(), set(it1["ever_solved"]),
+                 it1["selected"], 2)
+    assert it2["selected"] == ["a", "c"] and it2["growth"] == 0
+
+
+def test_window_drops_mastered_and_unreachable_with_replay():
+    records = [rec("u", 0.0), rec("m1", 1.0), rec("m2", 1.0), rec("w1", 0.5), rec("w2", 0.25)]
+    none = select(records, cfg(policy="window", replay_share=0.0), set(), None, 1)
+    assert none["selected"] == ["w1", "w2"]
+    some = select(records, cfg(policy="window", replay_share=0.5), set(), None, 1)
+    assert set(some["selected"]) - {"w1", "w2"} <= {"m1", "m2"} and len(some["selected"]) == 3
+
+
+def test_all_selects_everything():
+    records = [rec("a", 0.0), rec("b", 1.0)]
+    assert select(records, cfg(policy="all"), set(), None, 0)["selected"] == ["a", "b"]
+
+
+def test_quotas_top_up_starved_groups_closest_first():
+    records = [rec(f"s{i}", 0.5) for i in range(8)] + [
+        rec("p_far", 0.0, "live_parallel", nll=3.0), rec("p_near", 0.0, "live_parallel", nll=1.0),
+        rec("i1", 0.0, "irrelevance", nll=2.0)]
+    chosen = {r["id"] for r in records if r["solve_rate"] > 0}
+    added = apply_quotas(records, chosen, {"parallel": 0.1, "irrelevance": 0.1, "multiple": 0.1})
+    assert added == {"parallel": ["p_near"], "irrelevance": ["i1"]}  # ceil(0.1*8)=1 each; no multiple exists
+    assert "p_far" not in chosen
+    assert apply_quotas(records, set(), {"parallel": 0.5}) == {}  # quotas never create a selection
+
+
+def test_warmup_nll_takes_lowest_and_seed_is_reproducible():
+    records = [rec("a", 0, nll=2.0), rec("b", 0, nll=0.5), rec("c", 0, nll=1.0), rec("d", 0, nll=9.0)]
+    assert warmup_ids(records, WarmupConfig(policy="nll", share=0.5)) == ["b", "c"]
+    assert warmup_ids(records, WarmupConfig(policy="nll", size=1)) == ["b"]
+    s1 = warmup_ids(records, WarmupConfig(policy="seed", share=0.5, seed=3))
+    assert s1 == warmup_ids(records, WarmupConfig(policy="seed", share=0.5, seed=3)) and len(s1) == 2
+    assert warmup_ids(records, WarmupConfig(policy="none")) == []
+    with pytest.raises(ValueError, match="gold NLL"):
+        warmup_ids([rec("x", 0)], WarmupConfig(policy="nll"))
+
+
+def test_warmup_only_on_iteration_zero_and_recorded():
+    records = [rec("a", 0, nll=1.0), rec("b", 0, nll=2.0)]
+    c = cfg(warmup=WarmupConfig(policy="nll", size=1))
+    it0 = select(records, c, set(), None, 0)
+    assert it0["selected"] == [] and it0["warmup"] == ["a"] and it0["train_ids"] == ["a"]
+    assert it0["warmup_policy"] == "nll"
+    it1 = select(records, c, set(), [], 1)
+    assert it1["warmup"] == [] and it1["train_ids"] == []
+
+
+def test_warmup_rounds_repeat_only_while_nothing_is_selected():
+    records = [rec("a", 0, nll=1.0), rec("b", 0, nll=2.0)]
+    c = cfg(warmup=WarmupConfig(policy="nll", size=1, rounds=3))
+    assert select(records, c, set(), [], 1)["warmup"] == ["a"]
+    assert select(records, c, set(), [], 3)["warmup"] == []  # rounds used up
+    solved = [rec("a", 0, nll=1.0), rec("b", 0.5, nll=2.0)]
+    assert select(solved, c, set(), [], 1)["warmup"] == []  # something is selected: no warm-up

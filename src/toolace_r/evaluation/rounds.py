@@ -1,0 +1,290 @@
+"""Per-round view of a refinement run: what each round bought (accuracy) and what it cost (tokens).
+
+    metrics = round_metrics(examples, result.traces)     # the "refinement" block of metrics.json
+    report = write_refine_outputs(examples, result, "runs/eval")  # everything a run directory holds
+
+"Stopped after round r" means every item keeps the answer it had after round r, or its final answer
+if it stopped earlier; round 0 is thus the single-pass score and the last round the final one. Each
+round's answers are scored with `check` (BFCL semantics). Per category and over all items:
+accuracy by round, fixes (wrong -> right) and breaks (right -> wrong) made by each round, rounds run,
+why items stopped, and tokens per example (prefilled = computed prompt tokens, cached = prompt tokens
+whose KV was reused, generated), cumulative by round and against the single pass. BFCL's summary
+scores (non_live, live, irrelevance, overall) are given per round too.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from toolace_r.evaluation.checker import check
+from toolace_r.evaluation.runner import CategoryScore, aggregate
+
+ALL = "all"  # the key of the pooled entry beside the categories
+
+
+def _verdicts(example: Any, trace: Any) -> list[bool | None]:
+    """Right or wrong after each round the item ran (None: the example cannot be scored)."""
+    out: list[bool | None] = []
+    for rnd in trace.rounds:
+        if out and rnd.answer == trace.rounds[rnd.index - 1].answer:
+            out.append(out[-1])  # unchanged answer: same verdict, no need to check again
+            continue
+        verdict = check(example, rnd.answer)
+        out.append(None if verdict.error_type == "unscored" else verdict.valid)
+    return out
+
+
+def round_metrics(examples: Sequence[Any], traces: Sequence[Any]) -> dict[str, Any]:
+    """Per-round accuracy and cost, per category and over all items (see the module docstring)."""
+    by_id = {t.id: t for t in traces}
+    missing = [ex.id for ex in examples if ex.id not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} example(s) have no refinement trace, e.g. {missing[:3]}")
+    n_rounds = max((len(t.rounds) for t in traces), default=1)
+    groups: dict[str, list[tuple[Any, list[bool | None]]]] = {}
+    for ex in examples:
+        trace = by_id[ex.id]
+        verdicts = _verdicts(ex, trace)
+        if verdicts[0] is None:
+            continue  # unscored: left out of every figure, as evaluate_predictions does
+        row = (trace, verdicts)
+        groups.setdefault(ex.category, []).append(row)
+        groups.setdefault(ALL, []).append(row)
+    categories = {cat: _group_metrics(rows, n_rounds) for cat, rows in groups.items() if cat != ALL}
+    pooled = _group_metrics(groups.get(ALL, []), n_rounds)
+    summaries = _summaries_by_round(categories, n_rounds)
+    return {"rounds": list(range(n_rounds)), "categories": categories, ALL: pooled, "summary_by_round": summaries}
+
+
+def _group_metrics(rows: list[tuple[Any, list[bool | None]]], n_rounds: int) -> dict[str, Any]:
+    n = len(rows)
+
+    def right_after(verdicts: list, r: int) -> bool:
+        return bool(verdicts[min(r, len(verdicts) - 1)])
+
+    correct = [sum(right_after(v, r) for _, v in rows) for r in range(n_rounds)]
+    fixes = [0] + [sum(1 for t, v in rows if r < len(v) and not v[r - 1] and v[r]) for r in range(1, n_rounds)]
+    breaks = [0] + [sum(1 for t, v in rows if r < len(v) and v[r - 1] and not v[r]) for r in range(1, n_rounds)]
+    ran = [sum(1 for t, _ in rows if len(t.rounds) > r) for r in range(n_rounds)]
+    tokens = [_mean_tokens([t.tokens(r) for t, _ in rows], n) for r in range(n_rounds)]
+    single, total = tokens[0], tokens[-1]
+    return {
+        "examples": n,
+        "accuracy_by_round": [c / n if n else None for c in correct],
+        "correct_by_round": correct,
+        "final_accuracy": correct[-1] / n if n else None,
+        "single_pass_accuracy": correct[0] / n if n else None,
+        "fixes_by_round": fixes,
+        "breaks_by_round": breaks,
+        "examples_run_by_round": ran,
+        "average_refinements": sum(t.refinements for t, _ in rows) / n if n else None,
+        "average_generations": sum(len(t.rounds) for t, _ in rows) / n if n else None,
+        "stop_reasons": dict(sorted(Counter(t.stop_reason for t, _ in rows).items())),
+        "tokens_per_example_by_round": tokens,
+        "tokens_per_example": {
+            "single_pass": single,
+            "refined": total,
+            # compute = prefilled + generated: what an engine actually ran for the item.
+            "compute_ratio": _ratio(total["compute"], single["compute"]),
+            # processed = prefilled + cached + generated: the cost without any prefix cache.
+            "processed_ratio": _ratio(total["processed"], single["processed"]),
+        },
+    }
+
+
+def _mean_tokens(per_item: list[dict[str, int]], n: int) -> dict[str, float]:
+    keys = ("prompt", "cached", "completion")
+    out = {k: (sum(d[k] for d in per_item) / n if n else 0.0) for k in keys}
+    out["compute"] = out["prompt"] + out["completion"]
+    out["processed"] = out["compute"] + out["cached"]
+    return out
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b else None
+
+
+def _summaries_by_round(categories: dict[str, dict[str, Any]], n_rounds: int) -> dict[str, list[float | None]]:
+    """BFCL's summary scores (runner.aggregate) had we stopped after each round."""
+    out: dict[str, list[float | None]] = {}
+    for r in range(n_rounds):
+        scores = {cat: CategoryScore(cat, correct=m["correct_by_round"][r], total=m["examples"])
+                  for cat, m in categories.items()}
+        for name, agg in aggregate(scores).items():
+            out.setdefault(name, []).append(agg.accuracy)
+    return out
+
+
+# --- views -----------------------------------------------------------------------------------------
+
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:.2f}"
+
+
+def render_rounds_table(metrics: dict[str, Any]) -> str:
+    """Accuracy by round and cost per category, for the terminal."""
+    rounds = metrics["rounds"]
+    head = f"{'category':<24}" + "".join(f"{'r' + str(r):>8}" for r in rounds) + f"{'rounds':>8}{'fix':>5}{'brk':>5}{'tok x':>7}"
+    lines = ["accuracy % had we stopped after each round", head, "-" * len(head)]
+    rows = list(metrics["categories"].items()) + [(ALL, metrics[ALL])]
+    for cat, m in rows:
+        cost = m["tokens_per_example"]["compute_ratio"]
+        lines.append(f"{cat:<24}" + "".join(f"{_pct(a):>8}" for a in m["accuracy_by_round"])
+                     + f"{m['average_refinements'] or 0:>8.2f}{sum(m['fixes_by_round']):>5}"
+                     + f"{sum(m['breaks_by_round']):>5}{(cost or 0):>7.2f}")
+    overall = metrics["summary_by_round"].get("overall")
+    if overall:
+        lines.append(f"{'BFCL overall':<24}" + "".join(f"{_pct(a):>8}" for a in overall))
+    lines.append("rounds: average refinement rounds; fix/brk: wrong->right / right->wrong over all rounds; "
+                 "tok x: tokens computed per example against a single pass")
+    return "\n".join(lines)
+
+
+def render_rounds_markdown(metrics: dict[str, Any], config: dict[str, Any] | None = None) -> str:
+    """The refinement section of report.md."""
+    rounds = metrics["rounds"]
+    out = ["", "## Refinement by round", ""]
+    if config:
+        out += [f"Policy `{config.get('policy')}`, round cap {config.get('max_rounds')}, guard "
+                f"`{config.get('guard')}`. Accuracy % had we stopped after each round (round 0 = single pass).", ""]
+    out += ["| category | " + " | ".join(f"round {r}" for r in rounds) + " | final | avg rounds | fixes | breaks |",
+            "|---|" + "---:|" * (len(rounds) + 4)]
+    for cat, m in list(metrics["categories"].items()) + [(f"**{ALL}**", metrics[ALL])]:
+        out.append(f"| {cat} | " + " | ".join(_pct(a) for a in m["accuracy_by_round"])
+                   + f" | {_pct(m['final_accuracy'])} | {m['average_refinements']:.2f} | "
+                   + f"{'/'.join(map(str, m['fixes_by_round'][1:])) or '-'} | "
+                   + f"{'/'.join(map(str, m['breaks_by_round'][1:])) or '-'} |")
+    for name, values in metrics["summary_by_round"].items():
+        if any(v is not None for v in values):
+            out.append(f"| BFCL {name} | " + " | ".join(_pct(v) for v in values) + " | | | | |")
+    pooled = metrics[ALL]
+    tok = pooled["tokens_per_example"]
+    out += ["", "Fixes and breaks are listed per refinement round (round 1/round 2/...).", "",
+            "| tokens per example | prefilled | cached | generated | computed |", "|---|---:|---:|---:|---:|"]
+    for label, t in (("single pass (round 0)", tok["single_pass"]), ("with refinement", tok["refined"])):
+        out.append(f"| {label} | {t['prompt']:.1f} | {t['cached']:.1f} | {t['completion']:.1f} | {t['compute']:.1f} |")
+    ratio = tok["compute_ratio"]
+    out += ["", f"Refinement computed {ratio:.2f}x the tokens of a single pass "
+                f"({tok['processed_ratio']:.2f}x counting cached prompt tokens)." if ratio else "",
+            "", "Why items stopped: " + ", ".join(f"{k} {v}" for k, v in pooled["stop_reasons"].items()) + "."]
+    return "\n".join(out) + "\n"
+
+
+def plot_rounds(metrics: dict[str, Any], path: str | Path, title: str = "") -> Path:
+    """A PNG: accuracy by round (per category and pooled) beside cumulative tokens per example."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = metrics["rounds"]
+    fig, (acc_ax, cost_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for cat, m in metrics["categories"].items():
+        acc_ax.plot(rounds, [100 * (a or 0) for a in m["accuracy_by_round"]], marker="o", alpha=0.6, label=cat)
+    acc_ax.plot(rounds, [100 * (a or 0) for a in metrics[ALL]["accuracy_by_round"]], marker="s", color="black",
+                linewidth=2.5, label=ALL)
+    acc_ax.set(xlabel="stopped after round", ylabel="accuracy %", title="accuracy", xticks=rounds)
+    acc_ax.set_ylim(-2, 102)
+    acc_ax.legend(fontsize=7)
+    pooled = metrics[ALL]
+    compute = [t["compute"] for t in pooled["tokens_per_example_by_round"]]
+    processed = [t["processed"] for t in pooled["tokens_per_example_by_round"]]
+    cost_ax.plot(rounds, compute, marker="o", label="computed (prefilled + generated)")
+    cost_ax.plot(rounds, processed, marker="^", linestyle="--", label="processed (+ cached prompt)")
+    cost_ax.set(xlabel="stopped after round", ylabel="tokens per example (cumulative)", title="cost", xticks=rounds)
+    cost_ax.set_ylim(bottom=0)
+    share = cost_ax.twinx()
+    n = pooled["examples"] or 1
+    share.bar(rounds, [100 * k / n for k in pooled["examples_run_by_round"]], alpha=0.15, color="gray")
+    share.set(ylabel="% of items that ran the round", ylim=(0, 105))
+    cost_ax.legend(fontsize=7, loc="upper left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+# --- a run directory -------------------------------------------------------------------------------
+
+@dataclass
+class RefineReport:
+    """What `write_refine_outputs` wrote (`paths`), the final answers' `EvalResult` and the round metrics."""
+
+    paths: dict[str, Path]
+    scored: Any
+    rounds: dict[str, Any]
+
+
+def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Path,
+                         run_config: dict[str, Any] | None = None, benchmark: str = "bfcl") -> RefineReport:
+    """Score a `RefineResult` and write the run directory.
+
+    predictions.jsonl (final answers, BFCL format) and traces.jsonl; config.json (the refine config
+    plus `run_config`: model, engine, data; and the examples' digest); metrics.json, results.jsonl and report.md for the final
+    answers (as `eval --predictions` writes them) with a "refinement" block / section added; rounds.png.
+    """
+    from toolace_r.config import atomic_write_text
+    from toolace_r.evaluation.runner import evaluate_predictions, write_outputs
+    from toolace_r.refine import write_predictions, write_traces
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"predictions": write_predictions(result.traces, out / "predictions.jsonl"),
+             "traces": write_traces(result.traces, out / "traces.jsonl")}
+    refine_config = result.config.to_dict()
+    config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config}
+    paths["config"] = out / "config.json"
+    atomic_write_text(paths["config"], json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+    scored = evaluate_predictions(examples, {t.id: t.final for t in result.traces})
+    scored.benchmark = benchmark
+    paths.update(write_outputs(scored, out))
+    rounds = round_metrics(examples, result.traces)
+    rounds["policy"] = refine_config["policy"]
+    rounds["max_rounds"] = refine_config["max_rounds"]
+    rounds["guard"] = refine_config["guard"]
+    rounds["wall_seconds"] = round(result.seconds, 3)
+    rounds["wall_seconds_by_round"] = [round(s, 3) for s in result.round_seconds]
+    metrics = scored.metrics()
+    metrics["refinement"] = rounds
+    atomic_write_text(paths["metrics"], json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    report = paths["report"].read_text(encoding="utf-8")
+    atomic_write_text(paths["report"], report + render_rounds_markdown(rounds, refine_config))
+    paths["plot"] = plot_rounds(rounds, out / "rounds.png", title=f"{benchmark}: refine {refine_config['policy']}")
+    return RefineReport(paths, scored, rounds)
+
+
+def examples_digest(examples: Sequence[Any]) -> str:
+    """sha256 of the examples as JSON: two runs on the same inputs show the same digest."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for ex in examples:
+        h.update(json.dumps(ex.to_dict(), sort_keys=True, ensure_ascii=False, default=repr).encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def benchmark_slice(benchmark: str, categories: str, data_dir: str | None = None,
+                    limit: int | None = None) -> list[Any]:
+    """A benchmark's examples, at most `limit` per category (the first ones, in file order)."""
+    from toolace_r.evaluation.runner import load_benchmark
+
+    examples = load_benchmark(benchmark, categories, data_dir)
+    if limit is None:
+        return examples
+    taken: Counter = Counter()
+    out = []
+    for ex in examples:
+        if taken[ex.category] < limit:
+            taken[ex.category] += 1
+            out.append(ex)
+    return out

@@ -125,19 +125,26 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated categories, e.g. simple_python,multiple; 'all' = the scored single-turn "
                         "Python ones; 'exec' = the unused exec sets")
     p.add_argument("--predictions", help='JSONL file of {"id": ..., "result": <raw model text or calls>}')
-    p.add_argument("--out", required=True, help="directory for metrics.json, results.jsonl, report.md")
+    p.add_argument("--model", help="generate the predictions with this model (a registered name or a path) "
+                                   "instead of reading --predictions")
+    p.add_argument("--out", required=True, help="directory for metrics.json, results.jsonl, report.md (with "
+                                                "--model also predictions.jsonl, traces.jsonl, config.json, rounds.png)")
     p.add_argument("--data-dir", default=None, help="benchmark data dir (default: the installed bfcl-eval wheel)")
+    p.add_argument("--limit", type=int, default=None, help="at most this many examples per category")
+    _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
     from toolace_r.evaluation import evaluate_predictions, load_predictions, write_outputs
     from toolace_r.evaluation.report import render_table
-    from toolace_r.evaluation.runner import load_benchmark
+    from toolace_r.evaluation.rounds import benchmark_slice
 
+    if args.model:
+        return _cmd_eval_model(args)
     if not args.predictions:
-        raise ValueError("--predictions is required (generating predictions from a model is not supported yet)")
-    examples = load_benchmark(args.benchmark, args.categories, args.data_dir)
+        raise ValueError("--predictions is required (or --model, to generate them)")
+    examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     predictions = load_predictions(args.predictions)
     result = evaluate_predictions(examples, predictions)
     result.benchmark = args.benchmark
@@ -147,11 +154,159 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refine_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of generation with refinement, shared by `eval --model` and `refine`."""
+    from toolace_r.engines import add_engine_arguments
+
+    p.add_argument("--refine", default="adaptive", metavar="POLICY",
+                   help="stop policy: adaptive (stop when the parsed calls stop changing), adaptive:exact "
+                        "(when the text stops changing), fixed:N (N refinement rounds), none (single pass)")
+    p.add_argument("--max-rounds", type=int, default=None,
+                   help="cap on refinement rounds (default 3, or N for fixed:N above 3)")
+    p.add_argument("--guard", default="off", choices=["off", "error", "call"],
+                   help="keep the previous answer when a refined one is a parse error (error) or not calls (call)")
+    p.add_argument("--max-new-tokens", type=int, default=128, help="tokens per answer (default 128)")
+    p.add_argument("--stop", action="append", default=[], metavar="TEXT",
+                   help="stop generating at TEXT (repeatable; backslash escapes such as \\n are read)")
+    p.add_argument("--chunk-size", type=int, default=32,
+                   help="items taken through every round together (the hf prefix cache holds ~40 sequences)")
+    add_engine_arguments(p)
+
+
+def _refine_config(args: argparse.Namespace):
+    from toolace_r.refine import RefineConfig
+
+    # "\\n" typed on a command line becomes a newline; other characters pass through unchanged.
+    stop = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in args.stop]
+    return RefineConfig.from_options(args.refine, args.max_rounds, guard=args.guard, stop=stop,
+                                     max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size)
+
+
+def _cmd_eval_model(args: argparse.Namespace) -> int:
+    from toolace_r.engines import engine_from_args
+    from toolace_r.evaluation.report import render_table
+    from toolace_r.evaluation.rounds import benchmark_slice, render_rounds_table, write_refine_outputs
+    from toolace_r.refine import refine
+
+    if args.predictions:
+        raise ValueError("give --predictions (score a file) or --model (generate and score), not both")
+    cfg = _refine_config(args)
+    examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
+    sys.stderr.write(f"eval: {len(examples)} examples, model {args.model} ({args.engine} engine), "
+                     f"refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
+    with engine_from_args(args, model=args.model) as engine:
+        result = refine(examples, engine, cfg, progress=True)
+    run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
+           "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
+           "engine_options": list(args.engine_option), "examples": len(examples)}
+    report = write_refine_outputs(examples, result, args.out, run, args.benchmark)
+    sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
+    sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
+    return 0
+
+
+# --- refine (adaptive self-refinement, one query or a dataset) ---------------------------------------
+
+def _add_refine(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("refine", help="answer and refine: show every round for one query, or write "
+                                      "predictions and traces for a dataset")
+    p.add_argument("query", nargs="?", help="the user's question (with --tools)")
+    p.add_argument("--model", required=True, help="a registered model name or a path (or the served name)")
+    p.add_argument("--tools", help="the tools: a JSON file (or JSON text) with a list of tool schemas")
+    p.add_argument("--data", metavar="SOURCE", help='a dataset source, e.g. "bfcl:simple_python"')
+    p.add_argument("--out", help="with --data: the predictions file to write (BFCL format)")
+    p.add_argument("--traces", help="with --data: the traces file (default: beside --out, .traces.jsonl)")
+    p.add_argument("--limit", type=int, default=None, help="with --data: at most this many examples")
+    _refine_arguments(p)
+    p.set_defaults(func=_cmd_refine)
+
+
+def _cmd_refine(args: argparse.Namespace) -> int:
+    if args.data:
+        if args.query or args.tools or not args.out:
+            raise ValueError("--data needs --out and takes no query or --tools")
+        return _cmd_refine_data(args)
+    if not (args.query and args.tools):
+        raise ValueError('give --tools TOOLS.json "QUERY" (one query) or --data SOURCE --out FILE')
+    return _cmd_refine_query(args)
+
+
+def _cmd_refine_query(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from toolace_r.engines import engine_from_args
+    from toolace_r.refine import STOP_REASONS, Conversation, describe_round, refine
+    from toolace_r.tools import normalize_tools
+
+    cfg = _refine_config(args)
+    path = Path(args.tools)
+    tools = normalize_tools(path.read_text(encoding="utf-8") if path.is_file() else args.tools)
+    conv = Conversation("query", tools, [{"role": "user", "content": args.query}])
+    with engine_from_args(args, model=args.model) as engine:
+        result = refine([conv], engine, cfg)
+    trace = result.traces[0]
+    for rnd in trace.rounds:
+        sys.stdout.write(describe_round(rnd) + "\n\n")
+    sys.stdout.write(f"stopped after {trace.refinements} refinement round(s): {trace.stop_reason} "
+                     f"({STOP_REASONS.get(trace.stop_reason, '')}); {result.seconds:.1f} s\n")
+    return 0
+
+
+def _cmd_refine_data(args: argparse.Namespace) -> int:
+    from collections import Counter
+    from pathlib import Path
+
+    from toolace_r.data import load
+    from toolace_r.engines import engine_from_args
+    from toolace_r.refine import refine, write_predictions, write_traces
+
+    examples = load(args.data, limit=args.limit)
+    out = Path(args.out)
+    traces_path = Path(args.traces) if args.traces else out.with_name(out.stem + ".traces.jsonl")
+    cfg = _refine_config(args)
+    sys.stderr.write(f"refine: {len(examples)} examples, policy {cfg.policy}; writing {out} and {traces_path}\n")
+    with engine_from_args(args, model=args.model) as engine:
+        result = refine(examples, engine, cfg, progress=True)
+    write_predictions(result.traces, out)
+    write_traces(result.traces, traces_path)
+    n = max(len(result.traces), 1)
+    reasons = Counter(t.stop_reason for t in result.traces)
+    sys.stdout.write(f"{len(result.traces)} examples, {sum(t.refinements for t in result.traces) / n:.2f} "
+                     f"refinement rounds on average ({', '.join(f'{k} {v}' for k, v in reasons.most_common())}); "
+                     f"{result.seconds:.1f} s; wrote {out}, {traces_path}\n")
+    return 0
+
+
+# --- train (model-aware iterative training) --------------------------------------------------------
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="model-aware iterative training (sample, select, corpus, SFT, repeat)")
+    p.add_argument("--config", default=None, help="a YAML recipe, e.g. configs/train_smollm2_quick.yaml")
+    p.add_argument("--output-dir", default=None, help="the run directory (default: the config's output_dir)")
+    p.add_argument("--resume", action="store_true", help="continue a run from its last finished phase")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override any config field, e.g. selection.policy=window sft.max_steps=2")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from toolace_r.config import load_config
+    from toolace_r.training import TrainConfig, run_training
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    summary = run_training(cfg, output_dir=args.output_dir, resume=args.resume)
+    _print_json({"stop_reason": summary["stop_reason"], "final_model": summary["final_model"],
+                 "iterations": len(summary["iterations"])})
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_parse,
     _add_data,
     _add_models,
     _add_eval,
+    _add_refine,
+    _add_train,
 ]
 
 

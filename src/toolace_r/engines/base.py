@@ -166,3 +166,13 @@ def continue_request(
         prompt_ids=None,
         params=params or request.params,
     )
+
+
+def common_prefix_len(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading token ids two sequences share (where two tokenisations part ways)."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import torch
 
-from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult
+from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult, common_prefix_len
 from .batch import DecodeBatch, Row, assemble
 from .kv import KVShape, PrefixCache, SlabCache
 from .sampling import StopChecker, make_generator, next_tokens
@@ -253,7 +253,7 @@ class HFEngine(Engine):
         order = sorted(pending, key=lambda p: p.ids)
         prefixes, run = [], None
         for a, b in zip(order, order[1:]):
-            common = _common_prefix_len(a.ids, b.ids)
+            common = common_prefix_len(a.ids, b.ids)
             common = min(common, len(a.ids) - 1, len(b.ids) - 1)
             if common >= self.config.min_shared_prefix:
                 run = common if run is None else min(run, common)
@@ -404,14 +404,6 @@ class HFEngine(Engine):
         # In-place updates (optimizer steps, load_state_dict) bump each tensor's version counter.
         return sum(p._version for p in self.model.parameters())
 
-
-def _common_prefix_len(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 # --- model introspection -----------------------------------------------------------------------

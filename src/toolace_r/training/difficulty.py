@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 
 from toolace_r.calls import render
 from toolace_r.config import atomic_write_text
-from toolace_r.engines import Engine, GenerationRequest, SamplingParams
+from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
 from toolace_r.prompts import PromptConfig, render_example, render_pair
 
@@ -80,7 +80,7 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
         prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         full = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
-        start = max(_common_prefix(p_ids, full), 1)  # the completion starts where the tokenisations part
+        start = max(common_prefix_len(p_ids, full), 1)  # the completion starts where the tokenisations part
         pairs.append((full, len(full) - start))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
@@ -114,14 +114,6 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
         bar.close()
     return [values[i] for i in range(len(pairs))]
 
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def _bar(enabled: bool, total: int, desc: str):

@@ -90,7 +90,7 @@ def normalize_tool(obj: Any) -> Tool:
     if isinstance(obj, Tool):
         return obj
     if not isinstance(obj, dict):
-        raise ValueError(f"a tool must be a JSON object, got {_type_name(obj)}: {_short(obj)}")
+        raise ValueError(f"a tool must be a JSON object, got {json_type(obj)}: {_short(obj)}")
     if obj.get("type") == "function" and isinstance(obj.get("function"), dict):
         obj = obj["function"]
     name = obj.get("name")
@@ -116,7 +116,7 @@ def normalize_tools(tools: Any) -> list[Tool]:
     if isinstance(tools, (dict, Tool)):
         tools = [tools]
     if not isinstance(tools, list):
-        raise ValueError(f"tools: expected a list of tool objects, got {_type_name(tools)}")
+        raise ValueError(f"tools: expected a list of tool objects, got {json_type(tools)}")
     out = []
     for i, tool in enumerate(tools):
         try:
@@ -130,7 +130,7 @@ def _normalize_parameters(params: Any, tool_name: str) -> dict[str, Any]:
     if params is None or params == {} or params == []:
         return copy.deepcopy(_EMPTY_PARAMETERS)
     if not isinstance(params, dict):
-        raise ValueError(f"tool {tool_name!r}: 'parameters' must be an object, got {_type_name(params)}")
+        raise ValueError(f"tool {tool_name!r}: 'parameters' must be an object, got {json_type(params)}")
     declared = params.get("type")
     is_object = isinstance(declared, str) and declared.strip().lower() in ("dict", "object")
     # xLAM: every value describes one parameter; a JSON Schema always has a non-dict value
@@ -157,7 +157,7 @@ def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
     Keys keep their order (the BFCL shape is what the system prompt shows), unknown keys pass through.
     """
     if not isinstance(schema, dict):
-        raise ValueError(f"{where}: a schema must be an object, got {_type_name(schema)}")
+        raise ValueError(f"{where}: a schema must be an object, got {json_type(schema)}")
     out: dict[str, Any] = {} if "type" in schema else {"type": None}
     required = schema.get("required")
     required = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
@@ -174,7 +174,7 @@ def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
             out["properties"] = {pname: _normalize_property(pschema, f"{where}.{pname}", pname, required)
                                  for pname, pschema in value.items()}
         elif key == "properties" and value is not None:
-            raise ValueError(f"{where}: 'properties' must be an object, got {_type_name(value)}")
+            raise ValueError(f"{where}: 'properties' must be an object, got {json_type(value)}")
         elif key == "required":
             out["required"] = required
         else:
@@ -223,7 +223,7 @@ def _schema_type(schema: dict[str, Any], where: str) -> str:
 
 def _map_type_name(t: Any, where: str) -> str:
     if not isinstance(t, str):
-        raise ValueError(f"{where}: 'type' must be a string, got {_type_name(t)}")
+        raise ValueError(f"{where}: 'type' must be a string, got {json_type(t)}")
     key = t.strip().lower()
     if key in _TYPE_NAMES:
         return _TYPE_NAMES[key]
@@ -252,7 +252,7 @@ def _from_xlam(params: dict[str, Any], tool_name: str) -> dict[str, Any]:
         where = f"{tool_name}.{pname}"
         raw = spec.get("type", "any")
         if not isinstance(raw, str):
-            raise ValueError(f"{where}: 'type' must be a string, got {_type_name(raw)}")
+            raise ValueError(f"{where}: 'type' must be a string, got {json_type(raw)}")
         schema, optional = _python_type(raw) or (None, False)
         if schema is None:
             # An unrecognised Python class (datetime, Callable, a DataFrame...): keep the call, lose the type.
@@ -400,7 +400,7 @@ def _check_value(value: Any, schema: Any, path: str, fn: str) -> list[Problem]:
             return []
         return [Problem("wrong_type", path, f"{fn}: {path} is None, expected {t}")]
     if not _type_ok(value, t):
-        return [Problem("wrong_type", path, f"{fn}: {path} is {_type_name(value)} {_short(value)}, expected {t}")]
+        return [Problem("wrong_type", path, f"{fn}: {path} is {json_type(value)} {_short(value)}, expected {t}")]
     enum = schema.get("enum")
     if isinstance(enum, list) and enum:
         # On an array the enum lists what each element may be (BFCL's live data writes it so).
@@ -452,7 +452,8 @@ def _in_enum(value: Any, enum: list[Any]) -> bool:
 
 # --- small helpers --------------------------------------------------------------------------------
 
-def _type_name(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The word for a JSON value's type used in error messages: str, list, object, int, null."""
     if value is None:
         return "null"
     if isinstance(value, dict):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Union
 
 from toolace_r.data.registry import DatasetError
+from toolace_r.tools import json_type  # noqa: F401  (re-exported for the loaders)
 
 Record = tuple[str, Any]  # (where, decoded JSON value)
 
@@ -114,15 +115,6 @@ def expect(record: Any, field: str, kind: type | tuple[type, ...], where: str, *
     if not isinstance(value, kind) or isinstance(value, bool) and bool not in _as_tuple(kind):
         raise DatasetError(where, f"expected {_kind_names(kind)}, got {json_type(value)}", field=field)
     return value
-
-
-def json_type(value: Any) -> str:
-    """The word for a JSON value's type used in error messages: str, list, object, int, ..."""
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
 
 
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:

@@ -78,6 +78,25 @@ def test_warmup_nll_takes_lowest_and_seed_is_reproducible():
         warmup_ids([rec("x", 0)], WarmupConfig(policy="nll"))
 
 
+def test_warmup_stratified_by_quotas_keeps_every_group():
+    # NLL alone would take the four parallel items; quotas reserve each group its share first.
+    records = [rec(f"p{i}", 0, "live_parallel", nll=0.1 * i) for i in range(4)]
+    records += [rec("m0", 0, "live_multiple", nll=3.0), rec("m1", 0, "live_multiple", nll=2.5),
+                rec("i0", 0, "live_irrelevance", nll=5.0), rec("s0", 0, "live_simple", nll=4.0)]
+    plain = warmup_ids(records, WarmupConfig(policy="nll", size=4))
+    assert plain == ["p0", "p1", "p2", "p3"]
+    quotas = {"parallel": 0.25, "multiple": 0.25, "irrelevance": 0.25, "simple": 0.25}
+    strat = warmup_ids(records, WarmupConfig(policy="nll", size=4), quotas)
+    assert strat == ["p0", "m1", "i0", "s0"]  # each group's lowest-NLL item, in data order
+    half = warmup_ids(records, WarmupConfig(policy="nll", size=4), {"irrelevance": 0.25})
+    assert half == ["p0", "p1", "p2", "i0"]  # the rest filled by overall rank
+    # select() applies them unless warmup.stratify is off
+    on = select(records, SelectionConfig(quotas=quotas, warmup=WarmupConfig(policy="nll", size=4)), set(), None, 0)
+    off = select(records, SelectionConfig(quotas=quotas, warmup=WarmupConfig(policy="nll", size=4, stratify=False)),
+                 set(), None, 0)
+    assert on["warmup"] == strat and off["warmup"] == plain
+
+
 def test_warmup_only_on_iteration_zero_and_recorded():
     records = [rec("a", 0, nll=1.0), rec("b", 0, nll=2.0)]
     c = cfg(warmup=WarmupConfig(policy="nll", size=1))

@@ -97,8 +97,14 @@ def apply_quotas(records: Sequence[dict[str, Any]], chosen: set, quotas: dict[st
     return added
 
 
-def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig) -> list[str]:
-    """Iteration 0's warm-up items: the lowest-NLL share, a seeded random share, or none."""
+def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
+               quotas: dict[str, float] | None = None) -> list[str]:
+    """Iteration 0's warm-up items: the lowest-NLL share, a seeded random share, or none.
+
+    With `quotas`, each group first gets its least share of the warm-up (its own best-ranked items),
+    then the rest is filled by rank over all items: ranking by NLL alone favours whatever shape the
+    model already finds likely (long parallel calls, in practice) and can leave a group out entirely.
+    """
     if cfg.policy == "none":
         return []
     n = cfg.size if cfg.size is not None else math.ceil(cfg.share * len(records))
@@ -108,10 +114,25 @@ def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig) -> list[str
         if missing:
             raise ValueError("warm-up policy 'nll' needs gold NLLs (sampling.gold_nll=true); "
                              f"missing for {missing[:3]}")
-        return [r["id"] for r in sorted(records, key=lambda r: (r["gold_nll"], r["id"]))[:n]]
-    if cfg.policy == "seed":
-        return sorted(random.Random(cfg.seed).sample(sorted(r["id"] for r in records), n))
-    raise KeyError(f"unknown warm-up policy {cfg.policy!r}; known: nll, seed, none")
+        ranked = [r for r in sorted(records, key=lambda r: (r["gold_nll"], r["id"]))]
+    elif cfg.policy == "seed":
+        order = sorted(r["id"] for r in records)
+        random.Random(cfg.seed).shuffle(order)
+        by_id = {r["id"]: r for r in records}
+        ranked = [by_id[i] for i in order]
+    else:
+        raise KeyError(f"unknown warm-up policy {cfg.policy!r}; known: nll, seed, none")
+    chosen: list[str] = []
+    for group in GROUPS:
+        share = (quotas or {}).get(group, 0.0)
+        if share <= 0:
+            continue
+        members = [r["id"] for r in ranked if category_group(r.get("category", "")) == group]
+        chosen += members[:min(math.ceil(share * n), n - len(chosen))]
+    taken = set(chosen)
+    chosen += [r["id"] for r in ranked if r["id"] not in taken][:n - len(chosen)]
+    order = {r["id"]: i for i, r in enumerate(records)}
+    return sorted(chosen, key=order.__getitem__)
 
 
 def select(records: Sequence[dict[str, Any]], cfg: SelectionConfig, ever_solved: set,
@@ -127,7 +148,7 @@ def select(records: Sequence[dict[str, Any]], cfg: SelectionConfig, ever_solved:
     chosen = set(core)
     quota_added = apply_quotas(records, chosen, cfg.quotas)
     warms = iteration == 0 or (not chosen and iteration < cfg.warmup.rounds)
-    warm = warmup_ids(records, cfg.warmup) if warms else []
+    warm = warmup_ids(records, cfg.warmup, cfg.quotas if cfg.warmup.stratify else None) if warms else []
     train = set(chosen) | set(warm)
     prev = set(previous or [])
     order = [r["id"] for r in records]  # data order keeps the files stable and diffable

@@ -254,3 +254,17 @@ def test_embedded_model_checkpoint(embedded_model_dir):
     width = batch["input_ids"].shape[1]
     assert out.shape[0] == 2 and width < out.shape[1] <= width + 4
     assert batch["input_ids"][1, 0].item() == tok.pad_token_id  # shorter row padded on the left
+
+
+def test_local_model_dir_downloads_hub_ids_or_says_why_not(tiny_model_dir, monkeypatch, tmp_path):
+    from toolace_r.models import local_model_dir
+
+    assert local_model_dir(str(tiny_model_dir)) == str(tiny_model_dir)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    with pytest.raises(FileNotFoundError, match="Hub download failed"):
+        local_model_dir("someone/not-cached-model")

@@ -259,6 +259,23 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
+def local_model_dir(name_or_path: str) -> str:
+    """Like `resolve_model`, but a Hugging Face id is downloaded (or found in the HF cache) and its local
+    snapshot folder returned: training hashes, copies and re-saves the weights, so it needs files.
+    Offline (HF_HUB_OFFLINE=1) a model that is not cached is a clear error."""
+    resolved = resolve_model(name_or_path)
+    if Path(resolved).is_dir():
+        return resolved
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(resolved, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt",
+                                                           "*.jinja", "*.tiktoken"])
+    except Exception as exc:  # offline, unknown repo, gated repo without a token
+        raise FileNotFoundError(f"model {name_or_path!r}: not a known name or folder, and the Hub download "
+                                f"failed: {exc}") from None
+
+
 DTYPES = ("float32", "bfloat16", "float16", "auto")
 DEVICES = ("cpu", "cuda", "auto")
 

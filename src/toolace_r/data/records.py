@@ -4,6 +4,10 @@ Every loader that takes "<path or hub id>" reads through `read_records`, so all 
 same inputs: a JSON-lines file, a file holding one JSON array, a folder of such files, or a hub id
 (anything that is not an existing path and does not look like a file name). The tag ("data.jsonl
 line 3", "Team-ACE/ToolACE record 7") is what error messages start with.
+
+Local files are always read lazily, line by line. A hub dataset is streamed (`datasets`' IterableDataset:
+rows arrive as they download, nothing is converted to Arrow on disk) with `streaming=True`, or, with the
+default `streaming=None`, when the hub reports it larger than STREAM_ABOVE_BYTES.
 """
 from __future__ import annotations
 
@@ -18,10 +22,11 @@ from toolace_r.tools import json_type  # noqa: F401  (re-exported for the loader
 Record = tuple[str, Any]  # (where, decoded JSON value)
 
 _FILE_SUFFIXES = (".json", ".jsonl", ".ndjson")
+STREAM_ABOVE_BYTES = 1 << 30  # [ours] above 1 GiB a hub dataset is streamed rather than cached whole
 
 
-def read_records(spec: str, *, default_hub_id: str | None = None, split: str = "train"
-                 ) -> Iterator[Union[Record, DatasetError]]:
+def read_records(spec: str, *, default_hub_id: str | None = None, split: str = "train",
+                 streaming: bool | None = None) -> Iterator[Union[Record, DatasetError]]:
     """Yield (where, record) pairs, or a DatasetError for a line that is not JSON."""
     spec = spec.strip() or (default_hub_id or "")
     if not spec:
@@ -38,17 +43,19 @@ def read_records(spec: str, *, default_hub_id: str | None = None, split: str = "
     elif _looks_like_path(spec):
         raise FileNotFoundError(f"{spec}: no such file")
     else:
-        yield from _read_hub(spec, split)
+        yield from _read_hub(spec, split, streaming)
 
 
 def build_examples(spec: str, build: Callable[[Any, str, int], Iterable[Any]], *,
-                   default_hub_id: str | None = None, split: str = "train") -> Iterator[Any]:
+                   default_hub_id: str | None = None, split: str = "train",
+                   streaming: bool | None = None) -> Iterator[Any]:
     """Run `build(record, where, record_number)` over every record of `spec`.
 
     What it yields passes through; a DatasetError (from reading or from `build`) is yielded as an item,
     so `load(..., skip_invalid=True)` can skip it and the strict path can raise it.
     """
-    for n, item in enumerate(read_records(spec, default_hub_id=default_hub_id, split=split), start=1):
+    for n, item in enumerate(read_records(spec, default_hub_id=default_hub_id, split=split, streaming=streaming),
+                             start=1):
         if isinstance(item, DatasetError):
             yield item
             continue
@@ -92,15 +99,29 @@ def _looks_like_path(spec: str) -> bool:
             or spec.count("/") > 1)  # hub ids are "owner/name"
 
 
-def _read_hub(hub_id: str, split: str) -> Iterator[Record]:
+def _read_hub(hub_id: str, split: str, streaming: bool | None = None) -> Iterator[Record]:
     import datasets  # heavy: only when a hub id is really asked for
 
+    if streaming is None:
+        streaming = (hub_size_bytes(hub_id) or 0) > STREAM_ABOVE_BYTES
     try:
-        ds = datasets.load_dataset(hub_id, split=split)
+        # streaming= only when asked for: a plain load keeps the exact call it always made
+        ds = datasets.load_dataset(hub_id, split=split, **({"streaming": True} if streaming else {}))
     except Exception as exc:  # offline, missing, gated: say which id failed and why, in one line
         raise ValueError(f"could not load hub dataset {hub_id!r} (split {split!r}): {exc}") from exc
     for i, row in enumerate(ds, start=1):
         yield f"{hub_id} record {i}", dict(row)
+
+
+def hub_size_bytes(hub_id: str) -> int | None:
+    """The size the hub reports for a dataset (its metadata only), or None when it says nothing."""
+    import datasets
+
+    try:
+        info = datasets.load_dataset_builder(hub_id).info
+    except Exception:  # offline or no metadata: the caller falls back to not streaming
+        return None
+    return info.dataset_size or info.download_size or None
 
 
 def expect(record: Any, field: str, kind: type | tuple[type, ...], where: str, *, optional: bool = False) -> Any:

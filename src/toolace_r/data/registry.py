@@ -100,6 +100,39 @@ def load(source: str, *, limit: int | None = None, skip_invalid: bool = False, *
     return out
 
 
+MIX_SEPARATOR = ";"
+
+
+@register_loader("mix")
+def load_mix(spec: str, **options: Any) -> Iterator[Union[Example, DatasetError]]:
+    """`mix:SOURCE;SOURCE...`: the sources one after the other, e.g.
+    `mix:toolace:Team-ACE/ToolACE;xlam:Salesforce/xlam-function-calling-60k`. Options go to every loader
+    that accepts them. An id that an earlier source already yielded is a DatasetError (ids key the
+    training loop's records)."""
+    import inspect
+
+    parts = [p.strip() for p in spec.split(MIX_SEPARATOR) if p.strip()]
+    if not parts:
+        raise ValueError(f"mix: expected sources separated by {MIX_SEPARATOR!r}, e.g. "
+                         "mix:toolace:Team-ACE/ToolACE;xlam:Salesforce/xlam-function-calling-60k")
+    sources = [(part, *split_source(part)) for part in parts]  # every prefix checked before any reading
+    if any(key == "mix" for _, key, _ in sources):
+        raise ValueError(f"mix:{spec}: a mix cannot contain another mix")
+    seen: dict[str, str] = {}
+    for part, key, rest in sources:
+        loader = LOADERS[key]
+        accepted = inspect.signature(loader).parameters
+        takes_all = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        for item in loader(rest, **{k: v for k, v in options.items() if takes_all or k in accepted}):
+            if isinstance(item, Example):
+                if item.id in seen:
+                    item = DatasetError(f"mix source {part}", f"id {item.id!r} was already yielded by "
+                                        f"{seen[item.id]}", field="id")
+                else:
+                    seen[item.id] = part
+            yield item
+
+
 def _ensure_builtin_loaders() -> None:
     # The built-in formats register themselves on import; importing here keeps `registry` importable
     # on its own (loaders import it) while `load` always sees them.

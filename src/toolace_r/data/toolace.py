@@ -26,8 +26,10 @@ _ROLES = {"user": "user", "human": "user", "assistant": "assistant", "gpt": "ass
 
 
 @register_loader("toolace")
-def load_toolace(spec: str, split: str = "train") -> Iterator[Union[Example, DatasetError]]:
-    return build_examples(spec, _examples, default_hub_id=DEFAULT_HUB_ID, split=split)
+def load_toolace(spec: str, split: str = "train", streaming: bool | None = None
+                 ) -> Iterator[Union[Example, DatasetError]]:
+    """streaming: read a hub dataset as it downloads (None: when it is large; see data/records.py)."""
+    return build_examples(spec, _examples, default_hub_id=DEFAULT_HUB_ID, split=split, streaming=streaming)
 
 
 def extract_tool_list(system: str) -> list[Any]:

@@ -20,9 +20,11 @@ DEFAULT_HUB_ID = "Salesforce/xlam-function-calling-60k"
 
 
 @register_loader("xlam")
-def load_xlam(spec: str, split: str = "train") -> Iterator[Union[Example, DatasetError]]:
+def load_xlam(spec: str, split: str = "train", streaming: bool | None = None
+              ) -> Iterator[Union[Example, DatasetError]]:
+    """streaming: read a hub dataset as it downloads (None: when it is large; see data/records.py)."""
     return build_examples(spec, lambda row, where, n: [_example(row, where, n)],
-                          default_hub_id=DEFAULT_HUB_ID, split=split)
+                          default_hub_id=DEFAULT_HUB_ID, split=split, streaming=streaming)
 
 
 def _example(row: Any, where: str, n: int) -> Example:

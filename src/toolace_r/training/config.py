@@ -33,6 +33,7 @@ class DataConfig:
     eval_limit: int | None = None
     no_call_text: str = DEFAULT_NO_CALL_TEXT
     data_dir: str | None = None  # passed to the loaders as data_dir= when set (BFCL data folder)
+    max_prompt_tokens: int | None = None  # leave out training items whose prompt is longer (bounds CPU cost)
 
 
 @dataclass
@@ -45,10 +46,17 @@ class SamplingConfig:
     temperature: float = 0.8
     top_p: float = 1.0
     max_new_tokens: int = 256
+    stop: list[str] = field(default_factory=list)  # stop strings for the samples (e.g. "\n\n" after a call)
     seed: int = 0
     gold_nll: bool = True  # also compute each item's mean gold-answer NLL under the model
     nll_batch_size: int = 8
     eval_max_new_tokens: int = 256
+    # Where sampling runs (training/launch.py): "inprocess" (the orchestrator itself), or "subprocess":
+    # `num_processes` child processes, each sampling a contiguous shard of the items, so GPU memory (a
+    # vLLM engine's above all) is given back before training. Results do not depend on num_processes.
+    launcher: str = "inprocess"
+    num_processes: int = 1
+    gpus_per_process: int = 0  # > 0: child i sees GPUs [i*g, (i+1)*g) through CUDA_VISIBLE_DEVICES
 
 
 @dataclass
@@ -57,6 +65,7 @@ class WarmupConfig:
 
     policy: "nll" (the `share` of items with the lowest gold NLL: ToolACE's model-aware signal),
     "seed" (a random `share` drawn with `seed`), "none". `size`, when set, replaces `share`.
+    stratify: each quota group gets its least share of the warm-up before the rest is ranked overall.
     rounds: iterations 1..rounds-1 warm up again (ranked by the *current* model) while the policy still
     selects nothing; an iteration that warms up never triggers the stop rule.
     """
@@ -66,6 +75,7 @@ class WarmupConfig:
     size: int | None = None
     seed: int = 0
     rounds: int = 1
+    stratify: bool = True  # apply selection.quotas to the warm-up too
 
 
 @dataclass
@@ -125,6 +135,21 @@ class SFTStageConfig:
     logging_steps: int = 1
     seed: int = 0
     num_threads: int | None = None
+    # Scale-out (training/launch.py, docs/scaling.md). launcher: "inprocess" (today's behaviour),
+    # "subprocess" (`python -m toolace_r.training.worker`), or "accelerate" (`accelerate launch` with
+    # `num_processes` ranks, optionally an accelerate YAML: DDP, FSDP or DeepSpeed ZeRO-3).
+    launcher: str = "inprocess"
+    num_processes: int = 1
+    accelerate_config: str | None = None
+    mixed_precision: str | None = None  # passed to `accelerate launch --mixed_precision` when set
+    ddp_backend: str | None = None  # None: gloo on CPU, the accelerate default (nccl) on GPUs
+    model_dtype: str = "float32"  # dtype the base weights are loaded in (bfloat16 halves a LoRA run's memory)
+    # When set, grad_accum is derived so that batch_size x grad_accum x world size equals it (an error if
+    # it does not divide): the recipes keep ToolACE's batch of 48 on any number of GPUs.
+    # "random", or "group_by_length": batches of similar lengths, so far less padding is computed
+    # (transformers' train_sampling_strategy; docs/scaling.md measures the padding a random order costs).
+    sampling_strategy: str = "random"
+    global_batch_size: int | None = None
 
 
 @dataclass

@@ -47,7 +47,7 @@ def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cf
         GenerationRequest(
             prompt=render_example(tokenizer, ex, cfg=prompt_cfg),
             params=SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  max_new_tokens=cfg.max_new_tokens, seed=seed + i),
+                                  max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop), seed=seed + i),
         )
         for i, ex in enumerate(examples)
     ]

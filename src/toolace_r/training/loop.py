@@ -18,6 +18,7 @@ import hashlib
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -25,9 +26,8 @@ from typing import Any, Callable
 from toolace_r.config import atomic_write_text, save_config
 
 from . import corpus as corpus_mod
-from . import difficulty, selection
+from . import difficulty, launch, selection
 from .config import TrainConfig
-from .sft import train_sft
 
 PHASES = ("sample", "select", "corpus", "train", "eval")
 
@@ -77,9 +77,16 @@ def phase_done(d: Path, phase: str, inputs: dict[str, Any]) -> bool:
     return all((d / name).exists() for name in marker.get("outputs", {}))
 
 
+_STARTED: dict[tuple[str, str], float] = {}  # (dir, phase) -> when the phase started, for its wall time
+
+
 def finish_phase(d: Path, phase: str, inputs: dict[str, Any], outputs: list[str]) -> None:
     recorded = {name: (hash_file(d / name) if (d / name).is_file() else "dir") for name in outputs}
-    atomic_write_text(_marker(d, phase), json.dumps({"inputs": inputs, "outputs": recorded}, indent=1) + "\n")
+    marker = {"inputs": inputs, "outputs": recorded}
+    started = _STARTED.pop((str(d), phase), None)
+    if started is not None:
+        marker["seconds"] = round(time.perf_counter() - started, 2)
+    atomic_write_text(_marker(d, phase), json.dumps(marker, indent=1) + "\n")
 
 
 def _clear_marker(d: Path, phase: str) -> None:
@@ -89,21 +96,28 @@ def _clear_marker(d: Path, phase: str) -> None:
     only if this phase's outputs come out different.
     """
     _marker(d, phase).unlink(missing_ok=True)
+    _STARTED[(str(d), phase)] = time.perf_counter()
 
 
 # --- data ------------------------------------------------------------------------------------------
 
-def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str | None) -> tuple[list, dict, int]:
+def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str | None,
+               max_prompt_tokens: int | None = None, tokenizer: Any = None,
+               prompt_cfg: Any = None) -> tuple[list, dict, int]:
     """Trainable examples (round-robin over categories up to `limit`), their gold targets, and how many
-    were skipped for having no single right answer (any_call, unscored)."""
+    were skipped: no single right answer (any_call, unscored), or, with `max_prompt_tokens`, a prompt
+    longer than that under `tokenizer` (what keeps a CPU run's cost bounded)."""
     from toolace_r.data import load
 
+    if max_prompt_tokens is not None and tokenizer is None:
+        raise ValueError("data.max_prompt_tokens needs the model's tokenizer")
     options = {"data_dir": data_dir} if data_dir else {}
     examples = load(source, skip_invalid=True, **options)
     kept, targets, skipped = [], {}, 0
     for ex in examples:
         target = difficulty.gold_target(ex, no_call_text)
-        if target is None:
+        if target is None or (max_prompt_tokens is not None and
+                              _prompt_tokens(tokenizer, ex, prompt_cfg) > max_prompt_tokens):
             skipped += 1
             continue
         kept.append(ex)
@@ -112,6 +126,27 @@ def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str 
         kept = _round_robin(kept, limit)
         targets = {ex.id: targets[ex.id] for ex in kept}
     return kept, targets, skipped
+
+
+def training_items(cfg: TrainConfig) -> tuple[list, dict, int]:
+    """The training pool of `cfg` (data.train, train_limit, max_prompt_tokens), as `load_items` returns it.
+    Every process that needs the pool (sampling workers, the pipeline's control arm) goes through here."""
+    d = cfg.data
+    length: dict[str, Any] = {}
+    if d.max_prompt_tokens is not None:
+        from transformers import AutoTokenizer
+
+        from toolace_r.models import local_model_dir
+
+        length = {"max_prompt_tokens": d.max_prompt_tokens, "prompt_cfg": cfg.prompt,
+                  "tokenizer": AutoTokenizer.from_pretrained(local_model_dir(cfg.model))}
+    return load_items(d.train, d.train_limit, d.no_call_text, d.data_dir, **length)
+
+
+def _prompt_tokens(tokenizer: Any, example: Any, prompt_cfg: Any) -> int:
+    from toolace_r.prompts import render_example
+
+    return len(tokenizer(render_example(tokenizer, example, cfg=prompt_cfg), add_special_tokens=False)["input_ids"])
 
 
 def _round_robin(examples: list, limit: int) -> list:
@@ -152,11 +187,10 @@ class TrainingRun:
                              "or choose another --output-dir")
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.root / "config.yaml")
-        from toolace_r.models import resolve_model
+        from toolace_r.models import local_model_dir
 
-        self.base_model = resolve_model(cfg.model)
-        self.examples, self.targets, skipped = load_items(cfg.data.train, cfg.data.train_limit,
-                                                          cfg.data.no_call_text, cfg.data.data_dir)
+        self.base_model = local_model_dir(cfg.model)
+        self.examples, self.targets, skipped = training_items(cfg)
         if not self.examples:
             raise ValueError(f"data.train {cfg.data.train!r}: no trainable examples")
         self.by_id = {ex.id: ex for ex in self.examples}
@@ -165,8 +199,8 @@ class TrainingRun:
         if cfg.data.eval:
             self.eval_examples, _, _ = load_items(cfg.data.eval, cfg.data.eval_limit, cfg.data.no_call_text,
                                                   cfg.data.data_dir)
-        self.echo(f"train items: {len(self.examples)} ({skipped} skipped: no single right answer); "
-                  f"eval items: {len(self.eval_examples)}; run dir: {self.root}")
+        self.echo(f"train items: {len(self.examples)} ({skipped} skipped: no single right answer or prompt "
+                  f"too long); eval items: {len(self.eval_examples)}; run dir: {self.root}")
         self.manifest = {
             "model": {"source": cfg.model, "path": self.base_model},
             "data": {"train": cfg.data.train, "items": len(self.examples), "skipped_untrainable": skipped,
@@ -213,7 +247,7 @@ class TrainingRun:
         if not phase_done(d, "sample", inputs):
             _clear_marker(d, "sample")
             self.echo(f"[iter {it}] sampling k={cfg.sampling.k} answers for {len(self.examples)} items")
-            records = self._sample(model_in, it)
+            records = launch.sample(self, model_in, it, d)  # in process, or sharded over child processes
             difficulty.write_samples(d / "samples.jsonl", records)
             finish_phase(d, "sample", inputs, ["samples.jsonl"])
         records = difficulty.read_samples(d / "samples.jsonl")
@@ -263,7 +297,8 @@ class TrainingRun:
                 if not same and (d / "checkpoints").exists():
                     shutil.rmtree(d / "checkpoints")  # checkpoints of other inputs must not be resumed
                 atomic_write_text(d / "train.inputs.json", json.dumps(inputs) + "\n")
-                result = train_sft(model_in, rows, d, cfg.sft, resume=same, progress=self.progress)
+                result = launch.train(model_in, rows, d / "corpus.jsonl", d, cfg.sft, resume=same,
+                                      progress=self.progress)  # in process, or a child (accelerate launch)
                 result["model_dir"] = str(d / "model")
             else:
                 result = {"train_loss": None, "losses": [], "steps": 0, "examples": 0, "model_dir": str(model_in),
@@ -320,7 +355,10 @@ class TrainingRun:
                 if model is None or not hasattr(model, "parameters"):
                     from toolace_r.models import load_model
 
-                    model, _ = load_model(model_dir, dtype="float32", device="auto")
+                    # vLLM (or a server) sampled: free its memory before loading the weights here, in
+                    # bf16 on a GPU ("auto"): fp32 would double the memory and run far slower.
+                    engine.close()
+                    model, _ = load_model(model_dir, dtype="auto", device="auto")
                 nlls = difficulty.gold_nll(model, tokenizer, self.examples,
                                            [self.targets[ex.id] for ex in self.examples], cfg.prompt,
                                            batch_size=cfg.sampling.nll_batch_size, progress=self.progress)

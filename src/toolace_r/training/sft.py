@@ -4,10 +4,15 @@ TRL does what we need as it stands: for prompt-completion rows it tokenises prom
 marks the completion tokens, and its collator sets the labels of every other token to -100
 (`completion_only_loss=True`), so the loss covers the answer tokens only. The stage ends with a plain
 checkpoint (adapters merged into the weights, tokenizer beside it) that the next iteration samples from.
+
+The same code runs under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3; see training/launch.py): the
+Trainer shards batches over the ranks; at the end every rank takes part in gathering the weights
+(`trainer.save_model`), then rank 0 alone merges and writes the model folder while the others wait.
 """
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
@@ -35,15 +40,17 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(cfg.model_dtype))
     use_cpu = not torch.cuda.is_available()
+    # Several CPU ranks (tests, CI) talk over gloo; on GPUs accelerate picks nccl unless told otherwise.
+    backend = cfg.ddp_backend or ("gloo" if use_cpu and world_size() > 1 else None)
     args = SFTConfig(
         output_dir=str(Path(work_dir) / "checkpoints"),
         completion_only_loss=True,
         packing=False,
         max_length=cfg.max_length,
         per_device_train_batch_size=cfg.batch_size,
-        gradient_accumulation_steps=cfg.grad_accum,
+        gradient_accumulation_steps=grad_accum_steps(cfg, world_size()),
         num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps,
         learning_rate=cfg.learning_rate,
@@ -55,9 +62,11 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
         save_total_limit=cfg.save_total_limit,
         seed=cfg.seed,
         data_seed=cfg.seed,
+        train_sampling_strategy=cfg.sampling_strategy,
         bf16=cfg.bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         use_cpu=use_cpu,
+        ddp_backend=backend,
         report_to="none",
         disable_tqdm=not progress,
         dataset_num_proc=None,
@@ -71,6 +80,31 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                       peft_config=peft_config)
+
+
+def world_size() -> int:
+    """The number of training processes (set by `accelerate launch` / torchrun; 1 otherwise)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def grad_accum_steps(cfg: SFTStageConfig, n_processes: int) -> int:
+    """cfg.grad_accum, or the steps that make cfg.global_batch_size from batch_size x processes."""
+    if cfg.global_batch_size is None:
+        return cfg.grad_accum
+    per_step = cfg.batch_size * n_processes
+    if cfg.global_batch_size % per_step:
+        raise ValueError(f"sft.global_batch_size {cfg.global_batch_size} is not a multiple of sft.batch_size "
+                         f"{cfg.batch_size} x {n_processes} processes; change one of them")
+    return cfg.global_batch_size // per_step
+
+
+def _dtype(name: str):
+    import torch
+
+    value = getattr(torch, name, None)
+    if not isinstance(value, torch.dtype):
+        raise ValueError(f"sft.model_dtype {name!r} is not a torch dtype (e.g. float32, bfloat16)")
+    return value
 
 
 def last_checkpoint(work_dir: str | Path) -> str | None:
@@ -91,20 +125,11 @@ def train_sft(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Pa
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)
-    model = trainer.model
-    if cfg.finetune == "lora":
-        model = model.merge_and_unload()
-    out = Path(work_dir) / "model"
-    tmp = Path(work_dir) / ".model.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    tokenizer = trainer.processing_class
-    tokenizer.padding_side = "left"  # the engines batch with left padding
-    tokenizer.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)  # a model folder appears whole or not at all
+    n_ranks = world_size()
+    if n_ranks > 1:
+        _save_distributed(trainer, model_dir, work_dir, cfg)
+    else:
+        _save_single(trainer, work_dir, cfg)
     # The restored trainer state keeps the logs of the steps before a resume, so their mean is the
     # loss of the whole stage (TRL's `training_loss` counts only the steps of this call).
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
@@ -114,4 +139,59 @@ def train_sft(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Pa
         "steps": int(trainer.state.global_step),
         "examples": len(rows),
         "resumed_from": checkpoint,
+        "world_size": n_ranks,
+        "grad_accum": grad_accum_steps(cfg, n_ranks),
     }
+
+
+def _save_single(trainer, work_dir: str | Path, cfg: SFTStageConfig) -> None:
+    """One process holds the whole model: merge in memory and write the folder."""
+    model = trainer.model
+    if cfg.finetune == "lora":
+        model = model.merge_and_unload()
+    tmp = _fresh(Path(work_dir) / ".model.tmp")
+    model.save_pretrained(tmp)
+    _finish_model_dir(trainer, tmp, Path(work_dir) / "model")
+
+
+def _save_distributed(trainer, model_dir: str, work_dir: str | Path, cfg: SFTStageConfig) -> None:
+    """Every rank joins `save_model` (FSDP and ZeRO-3 gather the sharded weights there); rank 0 then
+    writes the model folder, merging a LoRA adapter into a fresh copy of the base weights on CPU."""
+    work = Path(work_dir)
+    saved = work / (".adapter.tmp" if cfg.finetune == "lora" else ".model.tmp")
+    if trainer.is_world_process_zero():
+        _fresh(saved)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(saved))  # collective; only the main process writes
+    trainer.accelerator.wait_for_everyone()
+    if trainer.is_world_process_zero():
+        if cfg.finetune == "lora":
+            from peft import PeftModel
+            from transformers import AutoModelForCausalLM
+
+            base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(cfg.model_dtype))
+            merged = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
+            tmp = _fresh(work / ".model.tmp")
+            merged.save_pretrained(tmp)
+            shutil.rmtree(saved)
+            saved = tmp
+        _finish_model_dir(trainer, saved, work / "model")
+    trainer.accelerator.wait_for_everyone()  # no rank returns before the folder is there
+
+
+def _fresh(path: Path) -> Path:
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
+
+
+def _finish_model_dir(trainer, tmp: Path, out: Path) -> None:
+    tokenizer = trainer.processing_class
+    tokenizer.padding_side = "left"  # the engines batch with left padding
+    tokenizer.save_pretrained(tmp)
+    for leftover in ("training_args.bin",):  # save_model's extra file is not part of a model folder
+        (tmp / leftover).unlink(missing_ok=True)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)  # a model folder appears whole or not at all

@@ -1,0 +1,63 @@
+"""Settings of the OpenAI-compatible server: what it serves, how it refines, and its limits.
+
+Every limit is a field here and a command-line flag, so a deployment can tighten or loosen it; a request
+over a limit gets an OpenAI-style 4xx error instead of tying up the model.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolace_r.refine import get_policy
+
+API_KEY_ENV = "TOOLACE_R_API_KEY"
+
+
+@dataclass
+class ServeConfig:
+    """How the server behaves.
+
+    served_model_name: the model id `/v1/models` lists and requests must name (None/"" in a request is
+        accepted too).
+    api_key: when set, every /v1 route needs `Authorization: Bearer <api_key>`.
+    refine / max_rounds: the default stop policy and round cap; a request may override both in its
+        extra fields `refine` (a policy key, or true/false) and `max_rounds`, up to `max_rounds_cap`.
+    guard: the refine loop's guard (see refine.RefineConfig).
+    default_max_tokens: tokens per answer when a request gives no max_tokens; `max_tokens_cap` bounds
+        what a request may ask for.
+    max_body_bytes, max_tools, max_messages, max_n, max_prompts: request size bounds.
+    max_batch / batch_wait_ms: cross-request batching (a local engine): most requests handed to the
+        engine in one call, and how long the dispatcher waits for more after the first one arrives.
+        max_batch 1 serves requests one by one.
+    max_concurrency: requests processed at once (worker threads); more wait in line.
+    """
+
+    served_model_name: str = "toolace-r"
+    api_key: str | None = None
+    refine: str = "adaptive"
+    max_rounds: int = 3
+    max_rounds_cap: int = 3
+    guard: str = "off"
+    default_max_tokens: int = 256
+    max_tokens_cap: int = 2048
+    max_body_bytes: int = 1 << 20
+    max_tools: int = 128
+    max_messages: int = 256
+    max_n: int = 8
+    max_prompts: int = 64
+    max_batch: int = 16
+    batch_wait_ms: float = 10.0
+    max_concurrency: int = 64
+
+    def __post_init__(self) -> None:
+        get_policy(self.refine)  # an unknown policy fails now, listing the known ones
+        if not 0 <= self.max_rounds <= self.max_rounds_cap:
+            raise ValueError(f"max_rounds must be in 0..max_rounds_cap ({self.max_rounds_cap}), got {self.max_rounds}")
+        positive = ("default_max_tokens", "max_tokens_cap", "max_body_bytes", "max_tools", "max_messages",
+                    "max_n", "max_prompts", "max_batch", "max_concurrency")
+        bad = [name for name in positive if getattr(self, name) < 1]
+        if bad:
+            raise ValueError(f"ServeConfig: {', '.join(bad)} must be >= 1")
+        if self.default_max_tokens > self.max_tokens_cap:
+            raise ValueError("default_max_tokens must not exceed max_tokens_cap")
+        if self.batch_wait_ms < 0:
+            raise ValueError("batch_wait_ms must be >= 0")

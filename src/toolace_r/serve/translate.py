@@ -1,0 +1,246 @@
+"""OpenAI requests in, refine-loop and engine inputs out; the checks a request must pass on the way.
+
+A chat request becomes a `ChatPlan`: the conversation (tools + messages) the refine loop answers, its
+`RefineConfig`, and what the response needs to know (which tools were offered, n, streaming). A
+completions request becomes a list of `GenerationRequest`s. Every check failure is an `ApiError` (400)
+naming the field, so a client sees what to fix. No prompt text is built here: prompts.py renders.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from toolace_r.calls import ToolCall, render
+from toolace_r.engines.base import GenerationRequest, SamplingParams
+from toolace_r.prompts import PromptConfig
+from toolace_r.refine import RefineConfig, get_policy
+from toolace_r.tools import Tool, normalize_tool
+
+from .config import ServeConfig
+from .errors import ApiError
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, NamedToolChoice, _Sampling
+
+# Prompt rendering for a conversation without tools (no tools given, or tool_choice "none"): the
+# ToolACE system prompt would ask for calls, so the system message holds only the client's own.
+PLAIN_CHAT = PromptConfig(system_prompt="", tools_block="", system_join="", tools_in="system")
+
+MAX_STOP = 4  # as OpenAI
+
+
+@dataclass
+class ChatPlan:
+    """What one chat request asks of the refine loop."""
+
+    items: list[dict[str, Any]]
+    config: RefineConfig
+    tool_names: set[str]
+    n: int
+    stream: bool
+    include_usage: bool
+
+
+def check_model(body: _Sampling, cfg: ServeConfig) -> None:
+    if body.model not in (None, "", cfg.served_model_name):
+        raise ApiError(404, f"the model {body.model!r} does not exist; this server serves "
+                            f"{cfg.served_model_name!r}", param="model", code="model_not_found")
+
+
+def sampling(body: _Sampling, cfg: ServeConfig, max_tokens: int | None, n: int = 1) -> SamplingParams:
+    """The request's sampling settings, bounded by the server's limits. Greedy unless asked otherwise."""
+    if max_tokens is not None and max_tokens > cfg.max_tokens_cap:
+        raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {cfg.max_tokens_cap}",
+                       param="max_tokens")
+    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    if len(stop) > MAX_STOP or any(not s for s in stop):
+        raise ApiError(400, f"stop takes at most {MAX_STOP} non-empty strings", param="stop")
+    return SamplingParams(n=n, temperature=body.temperature or 0.0, top_p=body.top_p or 1.0,
+                          top_k=body.top_k or 0, max_new_tokens=max_tokens or cfg.default_max_tokens,
+                          stop=tuple(stop), seed=body.seed)
+
+
+def _check_n(n: int | None, cfg: ServeConfig) -> int:
+    n = n or 1
+    if n > cfg.max_n:
+        raise ApiError(400, f"n is {n}; this server allows at most {cfg.max_n}", param="n")
+    return n
+
+
+# --- chat ----------------------------------------------------------------------------------------
+
+def chat_plan(body: ChatCompletionRequest, cfg: ServeConfig) -> ChatPlan:
+    check_model(body, cfg)
+    if body.logprobs:
+        raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+    if len(body.messages) > cfg.max_messages:
+        raise ApiError(400, f"{len(body.messages)} messages; this server allows at most {cfg.max_messages}",
+                       param="messages")
+    tools = offered_tools(body, cfg)
+    n = _check_n(body.n, cfg)
+    params = sampling(body, cfg, body.max_completion_tokens or body.max_tokens)
+    messages = [_message(m, i) for i, m in enumerate(body.messages)]
+    config = refine_config(body, cfg, params, with_tools=bool(tools), n=n)
+    items = [{"id": str(i), "tools": tools, "messages": messages} for i in range(n)]
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    return ChatPlan(items, config, {t.name for t in tools}, n, body.stream, include_usage)
+
+
+def offered_tools(body: ChatCompletionRequest, cfg: ServeConfig) -> list[Tool]:
+    """The tools the prompt shows, after tool_choice: none drops them all, a named one keeps only it."""
+    specs = body.tools or []
+    if len(specs) > cfg.max_tools:
+        raise ApiError(400, f"{len(specs)} tools; this server allows at most {cfg.max_tools}", param="tools")
+    tools = []
+    for i, spec in enumerate(specs):
+        try:
+            if spec.function.parameters is not None:
+                check_parameters(spec.function.parameters, f"function {spec.function.name!r}: parameters")
+            tools.append(normalize_tool(spec.model_dump(exclude_none=True)))
+        except ValueError as exc:
+            raise ApiError(400, f"tools[{i}]: {exc}", param="tools") from None
+    names = [t.name for t in tools]
+    if len(set(names)) != len(names):
+        raise ApiError(400, "tools: function names must be unique", param="tools")
+    choice = body.tool_choice
+    if choice == "none":
+        return []
+    if choice == "required" and not tools:
+        raise ApiError(400, 'tool_choice "required" needs tools', param="tool_choice")
+    if isinstance(choice, NamedToolChoice):
+        kept = [t for t in tools if t.name == choice.function.name]
+        if not kept:
+            raise ApiError(400, f"tool_choice names {choice.function.name!r}, which is not among the tools",
+                           param="tool_choice")
+        return kept
+    return tools
+
+
+JSON_TYPES = ("string", "number", "integer", "boolean", "array", "object", "null")
+
+
+def check_parameters(schema: Any, where: str) -> None:
+    """A client's `parameters` must be a JSON Schema object (the datasets' looser shapes are not API input)."""
+    if not isinstance(schema, dict):
+        raise ValueError(f"{where}: expected a JSON Schema object")
+    if schema.get("type", "object") != "object":
+        raise ValueError(f"{where}: the type must be \"object\", got {schema.get('type')!r}")
+    _check_schema(schema, where)
+
+
+def _check_schema(schema: Any, where: str, depth: int = 0) -> None:
+    if not isinstance(schema, dict):
+        raise ValueError(f"{where}: a schema must be an object")
+    if depth > 16:
+        raise ValueError(f"{where}: schema nested too deeply")
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [] if kind is None else [kind]
+    bad = [k for k in kinds if k not in JSON_TYPES]
+    if bad:
+        raise ValueError(f"{where}: unknown type {bad[0]!r}; JSON Schema types are {', '.join(JSON_TYPES)}")
+    properties = schema.get("properties", {})
+    if not isinstance(properties, dict):
+        raise ValueError(f"{where}: 'properties' must be an object")
+    for name, sub in properties.items():
+        _check_schema(sub, f"{where}.{name}", depth + 1)
+    required = schema.get("required", [])
+    if not isinstance(required, list) or not all(isinstance(r, str) for r in required):
+        raise ValueError(f"{where}: 'required' must be a list of property names")
+    missing = [r for r in required if r not in properties]
+    if missing:
+        raise ValueError(f"{where}: required names {missing[0]!r}, which is not among the properties")
+    if "items" in schema:
+        _check_schema(schema["items"], f"{where}[]", depth + 1)
+
+
+def refine_config(body: ChatCompletionRequest, cfg: ServeConfig, params: SamplingParams, *,
+                  with_tools: bool, n: int) -> RefineConfig:
+    """The server's refinement defaults overridden by the request's `refine` and `max_rounds`."""
+    if body.refine is None or body.refine is True:
+        policy = cfg.refine
+    elif body.refine is False:
+        policy = "none"
+    else:
+        policy = body.refine
+        try:
+            get_policy(policy)
+        except ValueError as exc:
+            raise ApiError(400, str(exc), param="refine") from None
+    max_rounds = cfg.max_rounds if body.max_rounds is None else body.max_rounds
+    if max_rounds > cfg.max_rounds_cap:
+        raise ApiError(400, f"max_rounds is {max_rounds}; this server allows at most {cfg.max_rounds_cap}",
+                       param="max_rounds")
+    if not with_tools:
+        policy = "none"  # refining prose is not what the refine instruction (or training) is about
+    try:
+        return RefineConfig(policy=policy, max_rounds=max_rounds, guard=cfg.guard, round0=params, refine=params,
+                            chunk_size=n, prompt=PromptConfig() if with_tools else PLAIN_CHAT)
+    except ValueError as exc:
+        raise ApiError(400, str(exc), param="refine") from None
+
+
+def _message(m: ChatMessage, index: int) -> dict[str, Any]:
+    """A message as prompts.py takes it: a role and a text content."""
+    where = f"messages[{index}]"
+    if isinstance(m.content, list):
+        texts = []
+        for part in m.content:
+            if part.type != "text" or part.text is None:
+                raise ApiError(400, f"{where}: only text content parts are supported, got {part.type!r}",
+                               param="messages")
+            texts.append(part.text)
+        content = "".join(texts)
+    else:
+        content = m.content or ""
+    role = "system" if m.role == "developer" else m.role
+    if m.tool_calls:
+        if role != "assistant":
+            raise ApiError(400, f"{where}: only assistant messages carry tool_calls", param="messages")
+        calls = []
+        for call in m.tool_calls:
+            try:
+                arguments = json.loads(call.function.arguments or "{}")
+            except json.JSONDecodeError:
+                raise ApiError(400, f"{where}: tool call arguments are not valid JSON", param="messages") from None
+            if not isinstance(arguments, dict):
+                raise ApiError(400, f"{where}: tool call arguments must be a JSON object", param="messages")
+            calls.append(ToolCall(call.function.name, arguments))
+        # A past call is shown to the model in the format it answers in (pythonic).
+        content = (content + "\n" if content else "") + render(calls, "pythonic")
+    elif role == "user" and not content:
+        raise ApiError(400, f"{where}: a user message needs content", param="messages")
+    return {"role": role, "content": content}
+
+
+# --- completions ---------------------------------------------------------------------------------
+
+def completion_requests(body: CompletionRequest, cfg: ServeConfig, vocab_size: int | None) -> list[GenerationRequest]:
+    """One GenerationRequest per prompt (a string or token ids); n samples each."""
+    check_model(body, cfg)
+    for field in ("echo", "suffix"):
+        if getattr(body, field):
+            raise ApiError(400, f"{field} is not supported by this server", param=field)
+    if body.logprobs is not None:
+        raise ApiError(400, "logprobs are not supported by this server", param="logprobs")
+    if body.best_of not in (None, 1):
+        raise ApiError(400, "best_of is not supported by this server", param="best_of")
+    params = sampling(body, cfg, body.max_tokens, n=_check_n(body.n, cfg))
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        prompts: list[Any] = [prompt]
+    elif prompt and all(isinstance(p, int) for p in prompt):
+        prompts = [prompt]
+    else:
+        prompts = list(prompt)
+    if not prompts:
+        raise ApiError(400, "prompt is empty", param="prompt")
+    if len(prompts) > cfg.max_prompts:
+        raise ApiError(400, f"{len(prompts)} prompts; this server allows at most {cfg.max_prompts}", param="prompt")
+    out = []
+    for p in prompts:
+        if isinstance(p, str):
+            out.append(GenerationRequest(prompt=p, params=params))
+            continue
+        if not p or (vocab_size and any(not 0 <= t < vocab_size for t in p)):
+            raise ApiError(400, f"prompt token ids must be a non-empty list of ids in 0..{vocab_size}", param="prompt")
+        out.append(GenerationRequest(prompt_ids=list(p), params=params))
+    return out

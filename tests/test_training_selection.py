@@ -114,3 +114,17 @@ def test_warmup_rounds_repeat_only_while_nothing_is_selected():
     assert select(records, c, set(), [], 3)["warmup"] == []  # rounds used up
     solved = [rec("a", 0, nll=1.0), rec("b", 0.5, nll=2.0)]
     assert select(solved, c, set(), [], 1)["warmup"] == []  # something is selected: no warm-up
+
+
+def test_warmup_always_adds_unselected_items_below_rounds():
+    records = [rec("a", 0.5, nll=3.0), rec("b", 0, nll=0.5), rec("c", 0, nll=1.0), rec("d", 0, nll=9.0)]
+    warm = WarmupConfig(policy="nll", size=2, rounds=2)
+    only_when_empty = select(records, cfg(warmup=warm), set(), ["a"], 1)
+    assert only_when_empty["selected"] == ["a"] and only_when_empty["warmup"] == []
+    warm.always = True
+    both = select(records, cfg(warmup=warm), set(), ["a"], 1)
+    assert both["selected"] == ["a"] and both["warmup"] == ["b", "c"] and both["train_ids"] == ["a", "b", "c"]
+    assert both["growth"] == 0  # warm-up items never count as growth
+    assert select(records, cfg(warmup=warm), set(), ["a"], 2)["warmup"] == []  # past `rounds`
+    # the selected item is passed over, not counted in the warm-up
+    assert select([rec("b", 1.0, nll=0.1), *records[1:]], cfg(warmup=warm), set(), None, 1)["warmup"] == ["c", "d"]

@@ -76,6 +76,9 @@ class WarmupConfig:
     seed: int = 0
     rounds: int = 1
     stratify: bool = True  # apply selection.quotas to the warm-up too
+    # Warm up in every iteration below `rounds`, beside what the policy selects (from the items it left
+    # out): a small model solves too few items early on for the selection alone to teach it much.
+    always: bool = False
 
 
 @dataclass

@@ -98,12 +98,13 @@ def apply_quotas(records: Sequence[dict[str, Any]], chosen: set, quotas: dict[st
 
 
 def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
-               quotas: dict[str, float] | None = None) -> list[str]:
+               quotas: dict[str, float] | None = None, exclude: set | frozenset = frozenset()) -> list[str]:
     """Iteration 0's warm-up items: the lowest-NLL share, a seeded random share, or none.
 
     With `quotas`, each group first gets its least share of the warm-up (its own best-ranked items),
     then the rest is filled by rank over all items: ranking by NLL alone favours whatever shape the
     model already finds likely (long parallel calls, in practice) and can leave a group out entirely.
+    Items in `exclude` (already selected) are passed over; the size still counts all `records`.
     """
     if cfg.policy == "none":
         return []
@@ -114,7 +115,7 @@ def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
         if missing:
             raise ValueError("warm-up policy 'nll' needs gold NLLs (sampling.gold_nll=true); "
                              f"missing for {missing[:3]}")
-        ranked = [r for r in sorted(records, key=lambda r: (r["gold_nll"], r["id"]))]
+        ranked = sorted(records, key=lambda r: (r["gold_nll"], r["id"]))
     elif cfg.policy == "seed":
         order = sorted(r["id"] for r in records)
         random.Random(cfg.seed).shuffle(order)
@@ -122,6 +123,7 @@ def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
         ranked = [by_id[i] for i in order]
     else:
         raise KeyError(f"unknown warm-up policy {cfg.policy!r}; known: nll, seed, none")
+    ranked = [r for r in ranked if r["id"] not in exclude]
     chosen: list[str] = []
     for group in GROUPS:
         share = (quotas or {}).get(group, 0.0)
@@ -140,15 +142,16 @@ def select(records: Sequence[dict[str, Any]], cfg: SelectionConfig, ever_solved:
     """The selection of one iteration, as written to selection.json.
 
     `selected` is the policy's choice with quotas; `train_ids` adds the warm-up (iteration 0, and later
-    ones below `warmup.rounds` while nothing is selected);
+    ones below `warmup.rounds` while nothing is selected, or always with `warmup.always`);
     `growth` counts selected items that were not selected in the previous iteration.
     """
     policy = get_policy(cfg.policy)
     core = policy(records, ever_solved, cfg)
     chosen = set(core)
     quota_added = apply_quotas(records, chosen, cfg.quotas)
-    warms = iteration == 0 or (not chosen and iteration < cfg.warmup.rounds)
-    warm = warmup_ids(records, cfg.warmup, cfg.quotas if cfg.warmup.stratify else None) if warms else []
+    warms = iteration == 0 or (iteration < cfg.warmup.rounds and (not chosen or cfg.warmup.always))
+    warm = warmup_ids(records, cfg.warmup, cfg.quotas if cfg.warmup.stratify else None,
+                      exclude=chosen if cfg.warmup.always else frozenset()) if warms else []
     train = set(chosen) | set(warm)
     prev = set(previous or [])
     order = [r["id"] for r in records]  # data order keeps the files stable and diffable

@@ -80,3 +80,17 @@ def test_full_finetune_saves_a_loadable_model(tiny_model_dir, tmp_path):
     pairs = zip(before.named_parameters(), after.named_parameters())
     changed = [n for (n, a), (_, b) in pairs if not torch.equal(a, b)]
     assert changed  # the weights moved
+
+
+def test_no_call_items_need_a_text_answer_to_count_as_solved(chatml_tokenizer):
+    no_call = Example("n", [{"role": "user", "content": "Tell me a joke."}], TOOLS, Gold(kind="no_call"),
+                      "live_irrelevance")
+    texts = ["No tool can tell jokes.", '[get_weather(city="Oslo"', '[get_weather(city="Oslo")]']
+    strict = sample_and_score(Fixed(texts), chatml_tokenizer, [no_call], SamplingConfig(k=3), PCFG, seed=0)
+    # BFCL accepts the broken call (it decodes to no call); as a training signal it is a call attempt
+    assert [(s["valid"], s["error_type"]) for s in strict[0]["samples"]][:2] == [(True, None),
+                                                                                 (False, "call_attempt")]
+    assert strict[0]["samples"][2]["valid"] is False
+    lenient = sample_and_score(Fixed(texts), chatml_tokenizer, [no_call], SamplingConfig(k=3, strict_no_call=False),
+                               PCFG, seed=0)
+    assert [s["valid"] for s in lenient[0]["samples"]] == [True, True, False]

@@ -49,6 +49,9 @@ class SamplingConfig:
     stop: list[str] = field(default_factory=list)  # stop strings for the samples (e.g. "\n\n" after a call)
     seed: int = 0
     gold_nll: bool = True  # also compute each item's mean gold-answer NLL under the model
+    # A no-call item's sample counts as solved only if it is a text answer: BFCL also accepts a broken
+    # call there (it decodes to no call), which would teach "keep" rows of half-written calls.
+    strict_no_call: bool = True
     nll_batch_size: int = 8
     eval_max_new_tokens: int = 256
     # Where sampling runs (training/launch.py): "inprocess" (the orchestrator itself), or "subprocess":

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from toolace_r.calls import render
+from toolace_r.calls import parse, render
 from toolace_r.config import atomic_write_text
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
@@ -57,7 +57,12 @@ def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cf
         samples = []
         for text in result.texts:
             verdict = check(ex, text)
-            samples.append({"text": text, "valid": bool(verdict.valid), "error_type": verdict.error_type})
+            valid, error_type = bool(verdict.valid), verdict.error_type
+            if valid and cfg.strict_no_call and ex.gold.kind == "no_call" and parse(text).format != "text":
+                # BFCL counts any answer that decodes to no call as right, a broken call included; as a
+                # training signal that would make "keep" rows of half-written calls. [ours]
+                valid, error_type = False, "call_attempt"
+            samples.append({"text": text, "valid": valid, "error_type": error_type})
         solved = sum(s["valid"] for s in samples)
         records.append({"id": ex.id, "category": ex.category, "samples": samples,
                         "solve_rate": solved / len(samples) if samples else 0.0})

@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-fast clean
+.PHONY: setup demo demo-quick test test-fast clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -18,13 +18,17 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Until the training pipeline lands: the embedded model on a small BFCL slice, with adaptive refinement.
-DEMO_CATEGORIES ?= simple_python,multiple,parallel,parallel_multiple,irrelevance
-DEMO_LIMIT ?= 8
+# The main job: base model, ToolACE-R iterations, a token-matched SFT control, each model scored under
+# none / adaptive / fixed:3 refinement on the same held-out BFCL items; report in runs/demo/report.md.
+DEMO_CONFIG ?= configs/demo.yaml
 demo: $(STAMP)
 	$(BIN)/toolace-r models pull smollm2-135m
-	$(BIN)/toolace-r eval --benchmark bfcl --categories $(DEMO_CATEGORIES) --limit $(DEMO_LIMIT) \
-		--model smollm2-135m --refine adaptive --out runs/demo
+	$(BIN)/toolace-r demo --config $(DEMO_CONFIG)
+
+# The same pipeline at a smaller size (under 10 minutes on 2 cores); report in runs/demo_quick/.
+demo-quick: $(STAMP)
+	$(BIN)/toolace-r models pull smollm2-135m
+	$(BIN)/toolace-r demo --config configs/demo_quick.yaml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

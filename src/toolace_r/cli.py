@@ -300,6 +300,94 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- serve (the OpenAI-compatible server) ---------------------------------------------------------
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="OpenAI-compatible server with adaptive refinement")
+    p.add_argument("--model", help="a registered model name or a checkpoint path (with --upstream: optional, "
+                                   "its tokenizer renders prompts here)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $TOOLACE_R_API_KEY; none = open)")
+    p.add_argument("--served-model-name", default=None, help="the model id clients use (default: --model)")
+    p.add_argument("--refine", default="adaptive", metavar="POLICY",
+                   help="default stop policy: adaptive, adaptive:exact, fixed:N, none (requests may override)")
+    p.add_argument("--max-rounds", type=int, default=3, help="default cap on refinement rounds (default 3)")
+    p.add_argument("--max-rounds-cap", type=int, default=3, help="most rounds a request may ask for (default 3)")
+    p.add_argument("--guard", default="off", choices=["off", "error", "call"], help="the refine loop's guard")
+    p.add_argument("--upstream", default=None, metavar="URL",
+                   help="generate on this OpenAI-compatible server (e.g. http://127.0.0.1:8001/v1); refine here")
+    p.add_argument("--upstream-model", default=None, help="the upstream's model id (default: its first)")
+    p.add_argument("--upstream-api-key", default=None, help="key for the upstream (default: $OPENAI_API_KEY)")
+    p.add_argument("--max-batch", type=int, default=16, help="most requests per batched engine call (1: one by one)")
+    p.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits for more requests")
+    p.add_argument("--max-tokens", type=int, default=256, help="tokens per answer when a request gives none")
+    p.add_argument("--max-tokens-cap", type=int, default=2048, help="most tokens a request may ask for")
+    p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
+    p.add_argument("--max-tools", type=int, default=128)
+    p.add_argument("--max-messages", type=int, default=256)
+    p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an engine config field, e.g. batch_size=16, num_threads=2 (repeatable)")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from toolace_r.engines import parse_engine_options
+    from toolace_r.serve import API_KEY_ENV, ServeConfig, create_app, serve_forever
+    from toolace_r.serve.server import build_backend
+
+    name = args.served_model_name or args.model or args.upstream_model or "toolace-r"
+    cfg = ServeConfig(
+        served_model_name=name, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
+        refine=args.refine, max_rounds=args.max_rounds, max_rounds_cap=args.max_rounds_cap, guard=args.guard,
+        default_max_tokens=args.max_tokens, max_tokens_cap=args.max_tokens_cap, max_body_bytes=args.max_body_bytes,
+        max_tools=args.max_tools, max_messages=args.max_messages, max_batch=args.max_batch,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    engine, tokenizer, batching = build_backend(
+        args.model, upstream=args.upstream, upstream_model=args.upstream_model,
+        upstream_api_key=args.upstream_api_key, engine_options=parse_engine_options(args.engine_option))
+    app = create_app(engine, cfg, tokenizer=tokenizer, batching=batching)
+    where = f"upstream {args.upstream}" if args.upstream else f"hf engine, batches of up to {cfg.max_batch}"
+    sys.stderr.write(f"serve: model {name!r} ({where}), refine {cfg.refine} (cap {cfg.max_rounds}), "
+                     f"{'Bearer key required' if cfg.api_key else 'no API key'}; "
+                     f"http://{args.host}:{args.port}/v1\n")
+    try:
+        serve_forever(app, args.host, args.port, args.log_level)
+    finally:
+        app.state.engine.close()
+    return 0
+
+
+# --- demo (the end-to-end pipeline) ---------------------------------------------------------------
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the ToolACE-R pipeline end to end, with a report: base model, ToolACE-R "
+                                    "iterations, a token-matched SFT control, each under every refine policy")
+    p.add_argument("--config", default=None, help="a pipeline recipe, e.g. configs/demo.yaml")
+    p.add_argument("--output-dir", default=None, help="the output directory (default: the config's output_dir)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides, e.g. eval.limit=4 training.sft.learning_rate=2e-4")
+    p.set_defaults(func=_cmd_demo)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from toolace_r.config import load_config
+    from toolace_r.pipeline import PipelineConfig, run_pipeline
+
+    cfg = load_config(PipelineConfig, args.config, args.overrides)
+    report = run_pipeline(cfg, args.output_dir)
+    out = args.output_dir or cfg.output_dir
+    from pathlib import Path
+
+    sys.stdout.write((Path(out) / "report.md").read_text(encoding="utf-8"))
+    return 0 if report else 1
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_parse,
     _add_data,
@@ -307,6 +395,8 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_refine,
     _add_train,
+    _add_demo,
+    _add_serve,
 ]
 
 

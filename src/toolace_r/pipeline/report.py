@@ -1,0 +1,298 @@
+"""The pipeline's report: every arm under every refinement policy on the same held-out items.
+
+Reads what the stages wrote (eval/<arm>/<policy>/metrics.json and traces, toolace_r/ iteration files,
+control/, stages.json) and writes report.json (all figures), report.md (tables, the verdicts on the
+issue's goals, what broke) and report.png. Nothing here runs a model; rewriting the report is cheap.
+
+`none` rows come from round 0 of the arm's first policy run: greedy round 0 is the same computation
+under every policy, so it is the single-pass result and its cost.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from toolace_r.config import atomic_write_text
+
+SUMMARY = "overall"
+
+
+def _load(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _slug(policy: str) -> str:
+    return policy.replace(":", "_")
+
+
+def policy_rows(root: Path, arm: str, policies: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """policy -> figures, with `none` derived from round 0 of the first policy run."""
+    out: dict[str, dict[str, Any]] = {}
+    for i, policy in enumerate(policies):
+        m = _load(root / "eval" / arm / _slug(policy) / "metrics.json")
+        ref = m["refinement"]
+        if i == 0:
+            out["none"] = _row(ref, round_index=0)
+        out[policy] = _row(ref, round_index=None)
+    return out
+
+
+def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
+    """The figures of one policy run (round_index None: its final answers; 0: the single pass)."""
+    pooled = ref["all"]
+    r = len(ref["rounds"]) - 1 if round_index is None else round_index
+    cats = {c: v["accuracy_by_round"][min(r, len(v["accuracy_by_round"]) - 1)] for c, v in ref["categories"].items()}
+    tokens = pooled["tokens_per_example"]
+    summary = ref["summary_by_round"].get(SUMMARY, [None])
+    if round_index == 0:
+        wall = ref["wall_seconds_by_round"][0] if ref.get("wall_seconds_by_round") else None
+        return {"accuracy": pooled["accuracy_by_round"][0], SUMMARY: summary[0], "by_category": cats,
+                "correct": pooled["correct_by_round"][0], "examples": pooled["examples"],
+                "average_refinements": 0.0, "fixes": 0, "breaks": 0, "wall_seconds": wall,
+                "compute_tokens_per_example": tokens["single_pass"]["compute"], "compute_ratio": 1.0,
+                "wall_ratio": 1.0}
+    wall0 = ref["wall_seconds_by_round"][0] if ref.get("wall_seconds_by_round") else None
+    return {"accuracy": pooled["final_accuracy"], SUMMARY: summary[-1], "by_category": cats,
+            "correct": pooled["correct_by_round"][-1], "examples": pooled["examples"],
+            "accuracy_by_round": pooled["accuracy_by_round"],
+            "average_refinements": pooled["average_refinements"],
+            "fixes": sum(pooled["fixes_by_round"]), "breaks": sum(pooled["breaks_by_round"]),
+            "stop_reasons": pooled["stop_reasons"], "wall_seconds": ref["wall_seconds"],
+            "compute_tokens_per_example": tokens["refined"]["compute"],
+            "compute_ratio": tokens["compute_ratio"],
+            "wall_ratio": ref["wall_seconds"] / wall0 if wall0 else None}
+
+
+def transitions(root: Path, arm: str, policy: str, examples: Sequence[Any], limit: int = 8) -> dict[str, list]:
+    """The answers that refinement fixed and broke (first `limit` of each), for reading."""
+    from toolace_r.evaluation import check
+    from toolace_r.refine import read_traces
+
+    by_id = {ex.id: ex for ex in examples}
+    out: dict[str, list] = {"fixed": [], "broke": []}
+    for trace in read_traces(root / "eval" / arm / _slug(policy) / "traces.jsonl"):
+        ex = by_id.get(trace.id)
+        if ex is None:
+            continue
+        answers = [r.answer for r in trace.rounds]
+        verdicts = [bool(check(ex, a).valid) for a in answers]
+        for r in range(1, len(answers)):
+            if verdicts[r] != verdicts[r - 1]:
+                kind = "fixed" if verdicts[r] else "broke"
+                if len(out[kind]) < limit:
+                    out[kind].append({"id": trace.id, "round": r, "before": answers[r - 1][:200],
+                                      "after": answers[r][:200]})
+    return out
+
+
+def iteration_rows(run_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for m in summary["iterations"]:
+        d = run_dir / f"iter_{m['iteration']}"
+        row = {k: m.get(k) for k in ("iteration", "items", "mean_solve_rate", "selected", "growth", "warmup",
+                                     "train_items", "train_by_group", "corpus", "train_loss", "train_steps",
+                                     "stopped", "solve_rate_hist")}
+        row["seconds"] = {phase: _load(d / f"{phase}.done").get("seconds")
+                          for phase in ("sample", "corpus", "train") if (d / f"{phase}.done").exists()}
+        rows.append(row)
+    return rows
+
+
+def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[Any], summary: dict[str, Any],
+                 stages: dict[str, Any]) -> dict[str, Any]:
+    grid: dict[str, dict[str, dict[str, Any]]] = {}
+    trained = [a for a in arms if a != "base"]
+    final_tr = [a for a in trained if a.startswith("toolace_r@")]
+    final_tr = final_tr[-1] if final_tr else None
+    for arm in arms:
+        policies = cfg.eval.base_policies if arm == "base" else \
+            cfg.eval.policies if arm in (final_tr, "control") else cfg.eval.iteration_policies
+        grid[arm] = policy_rows(root, arm, policies)
+    verdicts = _verdicts(grid, final_tr)
+    flips = {}
+    for arm in trained:
+        if "adaptive" in grid[arm]:
+            flips[arm] = transitions(root, arm, "adaptive", examples)
+    report = {
+        "model": cfg.model,
+        "held_out": {"categories": cfg.eval.categories, "limit_per_category": cfg.eval.limit,
+                     "items": len(examples)},
+        "arms": {a: str(p) for a, p in arms.items()},
+        "grid": grid,
+        "iterations": iteration_rows(root / "toolace_r", summary),
+        "stop_reason": summary.get("stop_reason"),
+        "stages": stages,
+        "verdicts": verdicts,
+        "transitions": flips,
+    }
+    control = root / "control" / "control.json"
+    if control.exists():
+        report["control"] = _load(control)
+    atomic_write_text(root / "report.json", json.dumps(report, indent=1) + "\n")
+    atomic_write_text(root / "report.md", render_markdown(report))
+    try:
+        plot_report(report, root / "report.png")
+    except Exception as exc:  # the JSON and markdown are the record; a figure is a convenience
+        report["plot_error"] = str(exc)
+    return report
+
+
+def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None) -> dict[str, Any]:
+    """The issue's two goals, stated from the figures."""
+    out: dict[str, Any] = {}
+    if final_tr and "control" in grid:
+        best = lambda arm: max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))
+        tr_pol, tr = best(final_tr)
+        c_pol, c = best("control")
+        out["toolace_r_vs_control"] = {
+            "toolace_r": {"arm": final_tr, "policy": tr_pol, "accuracy": tr["accuracy"], SUMMARY: tr[SUMMARY]},
+            "control": {"policy": c_pol, "accuracy": c["accuracy"], SUMMARY: c[SUMMARY]},
+            "same_policy": {p: {"toolace_r": grid[final_tr][p]["accuracy"], "control": grid["control"][p]["accuracy"]}
+                            for p in grid[final_tr] if p in grid["control"]},
+            "beats": tr["accuracy"] > c["accuracy"],
+        }
+    if final_tr and "adaptive" in grid[final_tr]:
+        a = grid[final_tr]["adaptive"]
+        out["adaptive_refinement"] = {
+            "arm": final_tr, "fixes": a["fixes"], "breaks": a["breaks"], "net": a["fixes"] - a["breaks"],
+            "compute_ratio": a["compute_ratio"], "wall_ratio": a["wall_ratio"],
+            "net_gain": a["fixes"] > a["breaks"],
+            "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= 1.5,
+        }
+    return out
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}"
+
+
+def _num(x: float | None, fmt: str = ".2f") -> str:
+    return "–" if x is None else format(x, fmt)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    grid = report["grid"]
+    cats = sorted({c for arm in grid.values() for row in arm.values() for c in row["by_category"]})
+    h = report["held_out"]
+    lines = [f"# ToolACE-R pipeline report: {report['model']}", "",
+             f"Held-out: {h['items']} BFCL items ({h['categories']}; the first {h['limit_per_category']} of each "
+             "category), the same for every arm; greedy decoding. Accuracy in %; `overall` is BFCL's unweighted "
+             "mean of the summary scores present (here non-live AST and irrelevance). `none` is round 0 of the "
+             "arm's first refinement run (the identical single pass).", "",
+             "## Accuracy by arm and refinement policy", "",
+             "| arm | policy | " + " | ".join(cats) + " | all items | overall | avg rounds | fixes | breaks | "
+             "compute tokens/item | x single pass (tokens) | wall s | x single pass (wall) |",
+             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|---|---|---|"]
+    for arm, rows in grid.items():
+        for policy, r in rows.items():
+            lines.append(f"| {arm} | {policy} | " + " | ".join(_pct(r["by_category"].get(c)) for c in cats)
+                         + f" | {_pct(r['accuracy'])} ({r['correct']}/{r['examples']}) | {_pct(r[SUMMARY])} | "
+                         f"{_num(r['average_refinements'])} | {r['fixes']} | {r['breaks']} | "
+                         f"{_num(r['compute_tokens_per_example'], '.0f')} | {_num(r['compute_ratio'])} | "
+                         f"{_num(r['wall_seconds'], '.1f')} | {_num(r['wall_ratio'])} |")
+    lines += ["", "## Accuracy after each refinement round (all items, %)", "",
+              "| arm | policy | " + " | ".join(f"round {i}" for i in range(4)) + " | stop reasons |",
+              "|---|---|---|---|---|---|---|"]
+    for arm, rows in grid.items():
+        for policy, r in rows.items():
+            if "accuracy_by_round" in r:
+                acc = r["accuracy_by_round"] + [None] * (4 - len(r["accuracy_by_round"]))
+                lines.append(f"| {arm} | {policy} | " + " | ".join(_pct(a) for a in acc[:4])
+                             + f" | {r.get('stop_reasons', {})} |")
+    v = report["verdicts"]
+    lines += ["", "## The goals", ""]
+    if "toolace_r_vs_control" in v:
+        t = v["toolace_r_vs_control"]
+        lines.append(f"- ToolACE-R ({t['toolace_r']['arm']}, best policy {t['toolace_r']['policy']}) "
+                     f"{_pct(t['toolace_r']['accuracy'])}% vs control (best policy {t['control']['policy']}) "
+                     f"{_pct(t['control']['accuracy'])}%: **{'beats' if t['beats'] else 'does not beat'}** the "
+                     "control. Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
+                                                          for p, x in t["same_policy"].items()) + ".")
+    if "adaptive_refinement" in v:
+        a = v["adaptive_refinement"]
+        lines.append(f"- Adaptive refinement on {a['arm']}: {a['fixes']} fixes, {a['breaks']} breaks (net "
+                     f"{a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**; cost "
+                     f"{_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x in "
+                     f"wall time: **{'within' if a['within_cost'] else 'above'}** the 1.5x budget (tokens).")
+    lines += ["", "## ToolACE-R iterations", "",
+              "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
+              "| steps | loss | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for it in report["iterations"]:
+        corpus = it.get("corpus") or {}
+        lines.append(f"| {it['iteration']} | {_num(it['mean_solve_rate'], '.3f')} | {it['selected']} "
+                     f"(+{it['growth']}) | {it['warmup']} | {it['train_items']} | {it['train_by_group']} | "
+                     f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)} | "
+                     f"{it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
+                     f"{_num(it['seconds'].get('sample'), '.0f')} | {_num(it['seconds'].get('train'), '.0f')} |")
+    lines.append(f"\nStop: {report.get('stop_reason')}.")
+    if "control" in report:
+        c = report["control"]
+        lines.append(f"\nControl: {c['rows']} rows ({c['distinct_items']} distinct of {c['pool_items']} pool items, "
+                     f"{c['passes']} pass(es)), {c['train_tokens']} training tokens for a target of {c['target']} "
+                     f"({c['match']}).")
+    lines += ["", "## Stages: wall time and tokens", "", "| stage | wall s | tokens | notes |", "|---|---|---|---|"]
+    for name, s in report["stages"].items():
+        tokens = s.get("train_tokens", s.get("compute_tokens"))
+        notes = {k: v for k, v in s.items() if k not in ("seconds", "train_tokens", "compute_tokens", "config",
+                                                         "per_iteration")}
+        lines.append(f"| {name} | {_num(s.get('seconds'), '.1f')} | {tokens if tokens is not None else '–'} | "
+                     f"{notes or ''} |")
+    for arm, flips in report["transitions"].items():
+        if flips["fixed"] or flips["broke"]:
+            lines += ["", f"## What adaptive refinement changed: {arm}", ""]
+            for kind in ("fixed", "broke"):
+                for f in flips[kind]:
+                    lines.append(f"- {kind} `{f['id']}` (round {f['round']}): `{_md(f['before'])}` → "
+                                 f"`{_md(f['after'])}`")
+    return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    return text.replace("`", "'").replace("\n", " ").replace("|", "\\|")
+
+
+def plot_report(report: dict[str, Any], path: Path) -> None:
+    """Three panels: accuracy by arm and policy; accuracy by refinement round; selection per iteration."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    grid = report["grid"]
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    ax = axes[0]
+    policies = []
+    for rows in grid.values():
+        policies += [p for p in rows if p not in policies]
+    width = 0.8 / max(1, len(policies))
+    for j, policy in enumerate(policies):
+        xs = [i + j * width for i, arm in enumerate(grid) if policy in grid[arm]]
+        ys = [100 * grid[arm][policy]["accuracy"] for arm in grid if policy in grid[arm]]
+        ax.bar(xs, ys, width, label=policy)
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(grid))], list(grid), rotation=20, fontsize=8)
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title("accuracy by arm and policy")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for arm, rows in grid.items():
+        for policy, r in rows.items():
+            if policy.startswith("fixed") and "accuracy_by_round" in r:
+                ax.plot(range(len(r["accuracy_by_round"])), [100 * a for a in r["accuracy_by_round"]], marker="o",
+                        label=f"{arm} {policy}")
+    ax.set_xlabel("refinement round")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title("accuracy after each round")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    ax = axes[2]
+    its = report["iterations"]
+    x = [it["iteration"] for it in its]
+    ax.bar([i - 0.2 for i in x], [it["selected"] for it in its], 0.4, label="selected")
+    ax.bar([i + 0.2 for i in x], [it["train_items"] for it in its], 0.4, label="trained on (with warm-up)")
+    ax.set_xlabel("iteration")
+    ax.set_title("ToolACE-R selection")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)

@@ -1,0 +1,192 @@
+"""The end-to-end pipeline (`toolace-r demo`): arms, the token-matched control, the grid of refinement
+policies, the report's figures and verdicts, resuming, and identical reruns.
+
+Training (corpus, SFT, merge) runs for real on the tiny random model; evaluation answers come from a
+scripted engine so that fixes and breaks are known in advance, plus one run with the real hf engine.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from test_training_loop import ITEMS, scripted_factory, write_data
+from toolace_r.config import load_config
+from toolace_r.engines import Engine, GenerationResult
+from toolace_r.engines.base import Completion
+from toolace_r.evaluation.rounds import benchmark_slice
+from toolace_r.pipeline import PipelineConfig, run_pipeline
+from toolace_r.pipeline.run import control_corpus, row_tokens
+from toolace_r.training.difficulty import gold_target
+
+CATS = "simple_python,multiple,irrelevance"
+HELD_OUT = benchmark_slice("bfcl", CATS, limit=1)
+GOLD = {ex.id: gold_target(ex, "No function fits.") for ex in HELD_OUT}
+
+
+def _item(question: str) -> str:
+    hits = [ex.id for ex in HELD_OUT if ex.messages[-1]["content"] == question]
+    assert len(hits) == 1, question
+    return hits[0]
+
+
+class EvalEngine(Engine):
+    """Answers by arm, item and round (round = answers already in the prompt).
+
+    trained (toolace_r): simple_python wrong then fixed; multiple right and kept; irrelevance prose.
+    control: simple_python stays wrong; multiple right, then broken by refinement; irrelevance prose.
+    base: prose everywhere.
+    """
+
+    calls = 0
+
+    def __init__(self, arm: str):
+        self.arm = arm
+
+    def answer(self, item: str, rnd: int) -> str:
+        if self.arm == "base" or item.startswith("irrelevance"):
+            return "I cannot help with that."
+        if item.startswith("simple"):
+            return GOLD[item] if self.arm == "toolace_r" and rnd >= 1 else "[wrong_tool(x=1)]"
+        return "[wrong_tool(y=2)]" if self.arm == "control" and rnd >= 1 else GOLD[item]
+
+    def generate(self, requests, progress=False):
+        EvalEngine.calls += len(requests)
+        out = []
+        for req in requests:  # no tokenizer: refine sends the conversation as chat messages
+            rnd = sum(m["role"] == "assistant" for m in req.messages)
+            question = next(m["content"] for m in req.messages if m["role"] == "user")
+            text = self.answer(_item(question), rnd)
+            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=100, completion_tokens=10)]))
+        return out
+
+
+def eval_factory(model_dir: str) -> Engine:
+    p = Path(model_dir)
+    arm = "control" if p.parent.name == "control" else "toolace_r" if p.parent.name.startswith("iter_") else "base"
+    return EvalEngine(arm)
+
+
+def make_cfg(tiny_model_dir, data, *extra):
+    return load_config(PipelineConfig, None, overrides(tiny_model_dir, data, *extra))
+
+
+def overrides(tiny_model_dir, data, *extra):
+    return [
+        f"model={tiny_model_dir}", "progress=false",
+        f"training.data.train=jsonl:{data}", "training.prompt.system_prompt=Call tools.",
+        "training.sampling.k=2", "training.sampling.max_new_tokens=8", "training.sampling.nll_batch_size=4",
+        "training.sampling.engine_options={dtype: float32, device: cpu, batch_size: 8}",
+        "training.selection.quotas={}", "training.selection.warmup.policy=nll", "training.selection.warmup.size=1",
+        "training.sft.max_steps=1", "training.sft.batch_size=4", "training.sft.lora_r=4", "training.sft.lora_alpha=8",
+        "training.sft.warmup=0", "training.sft.save_steps=1", "training.sft.num_threads=2",
+        "training.loop.progress=false", "training.loop.max_iterations=2", "training.loop.eval_base=false",
+        f"eval.categories={CATS}", "eval.limit=1", "eval.max_new_tokens=8",
+        "eval.engine_options={dtype: float32, device: cpu, batch_size: 8}", *extra]
+
+
+@pytest.fixture
+def data(tmp_path):
+    return write_data(tmp_path / "train.jsonl")
+
+
+def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
+    out = tmp_path / "demo"
+    cfg = make_cfg(tiny_model_dir, data)
+    report = run_pipeline(cfg, out, echo=lambda s: None, engine_factory=eval_factory,
+                          train_engine_factory=scripted_factory())
+    grid = report["grid"]
+    assert list(grid) == ["base", "toolace_r@0", "toolace_r@1", "control"]
+    assert list(grid["base"]) == ["none", "adaptive"]
+    assert list(grid["toolace_r@0"]) == ["none", "adaptive"]  # an earlier iteration: iteration_policies
+    assert list(grid["toolace_r@1"]) == list(grid["control"]) == ["none", "adaptive", "fixed:3"]
+
+    base, tr, control = grid["base"], grid["toolace_r@1"], grid["control"]
+    assert base["none"]["accuracy"] == pytest.approx(1 / 3)  # prose is right only for irrelevance
+    assert tr["none"]["accuracy"] == pytest.approx(2 / 3) and tr["adaptive"]["accuracy"] == 1.0
+    assert (tr["adaptive"]["fixes"], tr["adaptive"]["breaks"]) == (1, 0)
+    assert tr["fixed:3"]["accuracy_by_round"] == pytest.approx([2 / 3, 1, 1, 1])
+    assert control["adaptive"]["accuracy"] == pytest.approx(1 / 3)
+    assert (control["adaptive"]["fixes"], control["adaptive"]["breaks"]) == (0, 1)
+    assert tr["none"]["by_category"] == {"irrelevance": 1.0, "multiple": 1.0, "simple_python": 0.0}
+    # adaptive: round 0, the fix in round 1, the repeat in round 2 for simple; 2 rounds for the others
+    assert tr["adaptive"]["average_refinements"] == pytest.approx((2 + 1 + 1) / 3)
+    assert tr["adaptive"]["compute_ratio"] == pytest.approx((3 + 2 + 2) / 3)
+
+    v = report["verdicts"]
+    assert v["toolace_r_vs_control"]["beats"] is True
+    assert v["toolace_r_vs_control"]["toolace_r"]["policy"] == "adaptive"
+    assert v["adaptive_refinement"]["net"] == 1 and v["adaptive_refinement"]["net_gain"] is True
+    assert v["adaptive_refinement"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
+    assert report["transitions"]["control"]["broke"][0]["after"] == "[wrong_tool(y=2)]"
+
+    # the control trained on as many tokens as the ToolACE-R run, from the same pool
+    stages = json.loads((out / "stages.json").read_text())
+    target = stages["toolace_r"]["train_tokens"]
+    info = json.loads((out / "control" / "control.json").read_text())
+    assert info["target"] == target > 0
+    longest = max(row_tokens(_tok(tiny_model_dir), r) for r in _rows(out / "control" / "corpus.jsonl"))
+    assert abs(info["train_tokens"] - target) <= longest / 2 + 1
+    assert {r["kind"] for r in _rows(out / "control" / "corpus.jsonl")} == {"sft"}
+
+    md = (out / "report.md").read_text()
+    assert "| toolace_r@1 | adaptive |" in md and "**beats**" in md and "**a net gain**" in md
+    assert (out / "report.png").stat().st_size > 1000
+    assert (out / "eval" / "control" / "fixed_3" / "traces.jsonl").exists()
+
+    # a rerun of a finished pipeline runs no model and rewrites the same report
+    before = EvalEngine.calls
+    again = run_pipeline(make_cfg(tiny_model_dir, data), out, echo=lambda s: None, engine_factory=eval_factory,
+                         train_engine_factory=scripted_factory())
+    assert EvalEngine.calls == before and again["grid"] == grid
+    # an interrupted evaluation (no done-marker) is redone, and only that one
+    (out / "eval" / "control" / "adaptive" / "eval.done").unlink()
+    run_pipeline(make_cfg(tiny_model_dir, data), out, echo=lambda s: None, engine_factory=eval_factory,
+                 train_engine_factory=scripted_factory())
+    assert EvalEngine.calls - before == 2 + 3 + 2  # control: simple and irrelevance converge at round 1, multiple at 2
+
+
+def _tok(model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(model_dir)
+
+
+def _rows(path: Path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_control_corpus_matches_tokens_or_rows(tiny_model_dir, data):
+    cfg = make_cfg(tiny_model_dir, data, "control.seed=3")
+    tok = _tok(tiny_model_dir)
+    rows, info = control_corpus(str(tiny_model_dir), cfg, 2000)
+    sizes = [row_tokens(tok, r) for r in rows]
+    assert info["train_tokens"] == sum(sizes) and abs(sum(sizes) - 2000) <= max(sizes) / 2 + 1
+    assert info["pool_items"] == len(ITEMS) and info["passes"] >= 2  # the pool is smaller: passes repeat it
+    assert rows == control_corpus(str(tiny_model_dir), cfg, 2000)[0]  # seeded
+    cfg.control.match = "rows"
+    rows, info = control_corpus(str(tiny_model_dir), cfg, 7)
+    assert len(rows) == 7 and info["distinct_items"] == len(ITEMS)
+
+
+@pytest.mark.slow
+def test_real_engines_rerun_gives_identical_results(tiny_model_dir, data, tmp_path):
+    """Everything real on the tiny model (hf sampling, SFT, hf evaluation): two fresh runs agree."""
+    from toolace_r.cli import main
+
+    results = []
+    extra = ("training.loop.max_iterations=1", "eval.policies=[adaptive]")
+    for name in ("a", "b"):
+        if name == "a":
+            run_pipeline(make_cfg(tiny_model_dir, data, *extra), tmp_path / name, echo=lambda s: None)
+        else:  # the same through the command line
+            assert main(["demo", "--output-dir", str(tmp_path / name), *overrides(tiny_model_dir, data, *extra)]) == 0
+        report = json.loads((tmp_path / name / "report.json").read_text())
+        preds = (tmp_path / name / "eval" / "toolace_r@0" / "adaptive" / "predictions.jsonl").read_text()
+        results.append((report["grid"], preds, (tmp_path / name / "control" / "corpus.jsonl").read_text()))
+    (g1, p1, c1), (g2, p2, c2) = results
+    strip = lambda g: {a: {p: {k: v for k, v in r.items() if "wall" not in k} for p, r in rows.items()}
+                       for a, rows in g.items()}
+    assert strip(g1) == strip(g2) and p1 == p2 and c1 == c2
+    assert set(g1) == {"base", "toolace_r@0", "control"}

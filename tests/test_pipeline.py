@@ -17,6 +17,7 @@ from toolace_r.engines import Engine, GenerationResult
 from toolace_r.engines.base import Completion
 from toolace_r.evaluation.rounds import benchmark_slice
 from toolace_r.pipeline import PipelineConfig, run_pipeline
+from toolace_r.pipeline.report import sign_test
 from toolace_r.pipeline.run import control_corpus, row_tokens
 from toolace_r.training.difficulty import gold_target
 
@@ -117,6 +118,7 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     v = report["verdicts"]
     assert v["toolace_r_vs_control"]["beats"] is True
     assert v["toolace_r_vs_control"]["toolace_r"]["policy"] == "adaptive"
+    assert v["toolace_r_vs_control"]["paired"] == {"toolace_r_only": 1, "control_only": 0, "sign_test_p": 1.0}
     assert v["adaptive_refinement"]["net"] == 1 and v["adaptive_refinement"]["net_gain"] is True
     assert v["adaptive_refinement"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
     assert report["transitions"]["control"]["broke"][0]["after"] == "[wrong_tool(y=2)]"
@@ -190,3 +192,10 @@ def test_real_engines_rerun_gives_identical_results(tiny_model_dir, data, tmp_pa
                        for a, rows in g.items()}
     assert strip(g1) == strip(g2) and p1 == p2 and c1 == c2
     assert set(g1) == {"base", "toolace_r@0", "control"}
+
+
+def test_sign_test_is_exact_and_two_sided():
+    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
+    assert sign_test(8, 1) == pytest.approx(2 * (1 + 9) / 2 ** 9)  # 0.039
+    assert sign_test(1, 8) == sign_test(8, 1)
+    assert sign_test(5, 0) == pytest.approx(2 / 32)

@@ -59,6 +59,8 @@ class ControlConfig:
 
 @dataclass
 class PipelineConfig:
+    """model: the starting model of every arm (it replaces training.model)."""
+
     model: str = "smollm2-135m"
     output_dir: str = "runs/demo"
     training: TrainConfig = field(default_factory=TrainConfig)

@@ -64,6 +64,33 @@ def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
             "wall_ratio": ref["wall_seconds"] / wall0 if wall0 else None}
 
 
+def item_verdicts(root: Path, arm: str, policy: str, first_policy: str, examples: Sequence[Any]) -> dict[str, bool]:
+    """Right or wrong per item under `policy` (`none`: round 0 of the arm's first policy run)."""
+    from toolace_r.evaluation import check
+    from toolace_r.refine import read_traces
+
+    by_id = {ex.id: ex for ex in examples}
+    run = first_policy if policy == "none" else policy
+    out = {}
+    for trace in read_traces(root / "eval" / arm / _slug(run) / "traces.jsonl"):
+        if trace.id in by_id:
+            answer = trace.rounds[0].answer if policy == "none" else trace.final
+            out[trace.id] = bool(check(by_id[trace.id], answer).valid)
+    return out
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test on the items where two arms differ: p of a split at least this uneven
+    if either arm were as likely to win each item."""
+    from math import comb
+
+    n = wins + losses
+    if n == 0:
+        return 1.0
+    k = min(wins, losses)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
 def transitions(root: Path, arm: str, policy: str, examples: Sequence[Any], limit: int = 8) -> dict[str, list]:
     """The answers that refinement fixed and broke (first `limit` of each), for reading."""
     from toolace_r.evaluation import check
@@ -110,6 +137,14 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
             cfg.eval.policies if arm in (final_tr, "control") else cfg.eval.iteration_policies
         grid[arm] = policy_rows(root, arm, policies)
     verdicts = _verdicts(grid, final_tr)
+    if "toolace_r_vs_control" in verdicts:
+        v = verdicts["toolace_r_vs_control"]
+        firsts = {final_tr: cfg.eval.policies[0], "control": cfg.eval.policies[0]}
+        a = item_verdicts(root, final_tr, v["toolace_r"]["policy"], firsts[final_tr], examples)
+        b = item_verdicts(root, "control", v["control"]["policy"], firsts["control"], examples)
+        wins = sum(1 for i in a if a[i] and not b.get(i))
+        losses = sum(1 for i in a if b.get(i) and not a[i])
+        v["paired"] = {"toolace_r_only": wins, "control_only": losses, "sign_test_p": sign_test(wins, losses)}
     flips = {}
     for arm in trained:
         if "adaptive" in grid[arm]:
@@ -209,6 +244,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{_pct(t['control']['accuracy'])}%: **{'beats' if t['beats'] else 'does not beat'}** the "
                      "control. Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
                                                           for p, x in t["same_policy"].items()) + ".")
+        if "paired" in t:
+            pr = t["paired"]
+            lines.append(f"  Item by item: {pr['toolace_r_only']} right only for ToolACE-R, {pr['control_only']} right "
+                         f"only for the control (two-sided sign test p = {pr['sign_test_p']:.2f}"
+                         f"{': not a significant difference' if pr['sign_test_p'] >= 0.05 else ''}).")
     if "adaptive_refinement" in v:
         a = v["adaptive_refinement"]
         lines.append(f"- Adaptive refinement on {a['arm']}: {a['fixes']} fixes, {a['breaks']} breaks (net "

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from toolace_r.config import atomic_write_text, save_config
+from toolace_r.config import atomic_write_text, save_config, to_dict
 from toolace_r.training.loop import (
     finish_phase,
     hash_file,
@@ -116,7 +116,9 @@ class Pipeline:
     def _toolace_r(self) -> dict[str, Any]:
         run_dir = self.root / "toolace_r"
         done = run_dir / "summary.json"
-        config_hash = hash_obj(self.cfg.training)
+        training = to_dict(self.cfg.training)
+        training["loop"].pop("progress", None)  # showing progress bars changes no result
+        config_hash = hash_obj(training)
         stage = self._stages().get("toolace_r", {})
         if done.exists() and stage.get("config") == config_hash:
             return json.loads(done.read_text(encoding="utf-8"))
@@ -124,7 +126,8 @@ class Pipeline:
         start = time.perf_counter()
         summary = run_training(self.cfg.training, run_dir, resume=True, engine_factory=self.train_engine_factory,
                                echo=self.echo)
-        seconds = time.perf_counter() - start
+        # A resumed run adds the time it spent now to the time recorded before the interruption.
+        seconds = time.perf_counter() - start + stage.get("seconds", 0.0)
         tokens = training_tokens(run_dir, summary, self.base_model, self.cfg.training.sft)
         self._record_stage("toolace_r", seconds=round(seconds, 2), config=config_hash, **tokens,
                            iterations=len(summary["iterations"]))

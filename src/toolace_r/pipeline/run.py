@@ -126,7 +126,8 @@ class Pipeline:
         start = time.perf_counter()
         summary = run_training(self.cfg.training, run_dir, resume=True, engine_factory=self.train_engine_factory,
                                echo=self.echo)
-        # A resumed run adds the time it spent now to the time recorded before the interruption.
+        # Rerun after a config change, the loop redoes only the phases it must: the stage's wall time is
+        # what this call took plus what the earlier, completed call recorded.
         seconds = time.perf_counter() - start + stage.get("seconds", 0.0)
         tokens = training_tokens(run_dir, summary, self.base_model, self.cfg.training.sft)
         self._record_stage("toolace_r", seconds=round(seconds, 2), config=config_hash, **tokens,

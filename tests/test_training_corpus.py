@@ -79,3 +79,31 @@ def test_loss_mask_covers_only_answer_tokens(tiny_model_dir, chatml_tokenizer, t
         assert (labels[n_all:] == -100).all()  # padding
         answer = chatml_tokenizer.decode(ids[n_prompt:n_all].tolist())
         assert answer == row["completion"]
+
+
+def test_near_miss_fix_rows_are_one_mistake_from_gold_and_wrong(chatml_tokenizer):
+    import random
+
+    from toolace_r.evaluation import check
+    from toolace_r.training.corpus import near_misses
+
+    tools = TOOLS + normalize_tools([{"type": "function", "function": {
+        "name": "get_time", "description": "Time.",
+        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}])
+    ex = Example("p", [{"role": "user", "content": "Weather in Oslo and Rome?"}], tools,
+                 Gold(kind="calls", calls=[ToolCall("get_weather", {"city": "Oslo"}),
+                                           ToolCall("get_weather", {"city": "Rome"})]), "parallel")
+    target = gold_target(ex, "")
+    misses = near_misses(ex, target, 10, random.Random(0))
+    assert '[get_weather(city="Oslo")]' in misses  # a dropped call
+    assert '[get_time(city="Oslo"), get_weather(city="Rome")]' in misses  # another of its tools
+    assert '[get_weather(), get_weather(city="Rome")]' in misses  # a dropped argument
+    assert all(not check(ex, m).valid for m in misses) and len(set(misses)) == len(misses)
+    no_call = Example("n", [{"role": "user", "content": "hi"}], TOOLS, Gold(kind="no_call"), "irrelevance")
+    assert near_misses(no_call, "No tool fits.", 3, random.Random(0)) == ['[get_weather(city="")]']
+    rows = build_corpus({"p": ex}, {}, ["p"], {"p": target}, chatml_tokenizer,
+                       CorpusConfig(refine_share=1.0, near_miss_per_item=2), PCFG)
+    assert corpus_counts(rows) == {"sft": 1, "fix": 2, "keep": 0}
+    assert all(r["completion"].startswith(target) for r in rows)
+    assert rows == build_corpus({"p": ex}, {}, ["p"], {"p": target}, chatml_tokenizer,
+                                CorpusConfig(refine_share=1.0, near_miss_per_item=2), PCFG)  # seeded

@@ -113,6 +113,11 @@ class CorpusConfig:
     max_keep_per_item: int = 1
     refine_share: float = 0.5
     max_previous_chars: int = 2000  # longer sampled answers (runaway generations) are not used
+    # Extra fix rows per item whose previous answer is the gold answer with one plausible mistake (another
+    # of the item's tools, a dropped call of a parallel answer, a dropped argument; a spurious call for a
+    # no-call item). [ours] A model that solves little samples mostly garbage, not the near misses that
+    # refinement has to repair.
+    near_miss_per_item: int = 0
     seed: int = 0
 
 

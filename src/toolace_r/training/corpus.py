@@ -14,6 +14,7 @@ import random
 from pathlib import Path
 from typing import Any, Sequence
 
+from toolace_r.calls import ToolCall, parse, render
 from toolace_r.config import atomic_write_text
 from toolace_r.prompts import PromptConfig, render_pair
 
@@ -49,7 +50,40 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
             prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal,
                                              previous_answers=(text,), cfg=prompt_cfg)
             refine.append({"prompt": prompt, "completion": completion, "kind": kind, "id": item})
+        if cfg.near_miss_per_item:
+            rng = random.Random(f"{cfg.seed}:{item}")
+            for text in near_misses(ex, target, cfg.near_miss_per_item, rng):
+                prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target,
+                                                 previous_answers=(text,), cfg=prompt_cfg)
+                refine.append({"prompt": prompt, "completion": completion, "kind": "fix", "id": item})
     return sft + _cap_refine(refine, len(sft), cfg)
+
+
+def near_misses(example: Any, target: str, n: int, rng: random.Random) -> list[str]:
+    """Up to n distinct wrong answers one plausible mistake away from `target` (pythonic calls or the
+    no-call text): another of the item's tools, a dropped call, a dropped argument; for a no-call item,
+    a call to one of its tools."""
+    names = [t.name for t in example.tools]
+    parsed = parse(target, fmt="pythonic")
+    options: list[str] = []
+    if not parsed.calls:  # a no-call answer: the mistake is calling anyway
+        for tool in example.tools:
+            args = {p: "" for p in list(tool.required)[:1]}
+            options.append(render([ToolCall(tool.name, args)], "pythonic"))
+    else:
+        calls = parsed.calls
+        for i, call in enumerate(calls):
+            for other in names:
+                if other != call.name:
+                    options.append(render(calls[:i] + [ToolCall(other, call.arguments)] + calls[i + 1:], "pythonic"))
+            if len(calls) > 1:
+                options.append(render(calls[:i] + calls[i + 1:], "pythonic"))
+            for key in call.arguments:
+                args = {k: v for k, v in call.arguments.items() if k != key}
+                options.append(render(calls[:i] + [ToolCall(call.name, args)] + calls[i + 1:], "pythonic"))
+    options = sorted(set(o for o in options if o != target))
+    rng.shuffle(options)
+    return options[:n]
 
 
 def _cap_refine(refine: list[dict[str, Any]], n_sft: int, cfg: CorpusConfig) -> list[dict[str, Any]]:

@@ -25,7 +25,7 @@ from toolace_r.evaluation.runner import CategoryScore, aggregate
 ALL = "all"  # the key of the pooled entry beside the categories
 
 
-def _verdicts(example: Any, trace: Any) -> list[bool | None]:
+def round_verdicts(example: Any, trace: Any) -> list[bool | None]:
     """Right or wrong after each round the item ran (None: the example cannot be scored)."""
     out: list[bool | None] = []
     for rnd in trace.rounds:
@@ -47,7 +47,7 @@ def round_metrics(examples: Sequence[Any], traces: Sequence[Any]) -> dict[str, A
     groups: dict[str, list[tuple[Any, list[bool | None]]]] = {}
     for ex in examples:
         trace = by_id[ex.id]
-        verdicts = _verdicts(ex, trace)
+        verdicts = round_verdicts(ex, trace)
         if verdicts[0] is None:
             continue  # unscored: left out of every figure, as evaluate_predictions does
         row = (trace, verdicts)

@@ -66,17 +66,18 @@ def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
 
 def item_verdicts(root: Path, arm: str, policy: str, first_policy: str, examples: Sequence[Any]) -> dict[str, bool]:
     """Right or wrong per item under `policy` (`none`: round 0 of the arm's first policy run)."""
-    from toolace_r.evaluation import check
+    run = first_policy if policy == "none" else policy
+    return {i: bool(v[0] if policy == "none" else v[-1]) for i, (_, v) in _traced(root, arm, run, examples).items()}
+
+
+def _traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list]]:
+    """id -> (trace, right or wrong after each round) for one evaluation run's traces."""
+    from toolace_r.evaluation.rounds import round_verdicts
     from toolace_r.refine import read_traces
 
     by_id = {ex.id: ex for ex in examples}
-    run = first_policy if policy == "none" else policy
-    out = {}
-    for trace in read_traces(root / "eval" / arm / _slug(run) / "traces.jsonl"):
-        if trace.id in by_id:
-            answer = trace.rounds[0].answer if policy == "none" else trace.final
-            out[trace.id] = bool(check(by_id[trace.id], answer).valid)
-    return out
+    return {t.id: (t, round_verdicts(by_id[t.id], t))
+            for t in read_traces(root / "eval" / arm / _slug(policy) / "traces.jsonl") if t.id in by_id}
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -93,17 +94,10 @@ def sign_test(wins: int, losses: int) -> float:
 
 def transitions(root: Path, arm: str, policy: str, examples: Sequence[Any], limit: int = 8) -> dict[str, list]:
     """The answers that refinement fixed and broke (first `limit` of each), for reading."""
-    from toolace_r.evaluation import check
-    from toolace_r.refine import read_traces
-
-    by_id = {ex.id: ex for ex in examples}
     out: dict[str, list] = {"fixed": [], "broke": []}
-    for trace in read_traces(root / "eval" / arm / _slug(policy) / "traces.jsonl"):
-        ex = by_id.get(trace.id)
-        if ex is None:
-            continue
+    for trace, verdicts in _traced(root, arm, policy, examples).values():
         answers = [r.answer for r in trace.rounds]
-        verdicts = [bool(check(ex, a).valid) for a in answers]
+        verdicts = [bool(v) for v in verdicts]
         for r in range(1, len(answers)):
             if verdicts[r] != verdicts[r - 1]:
                 kind = "fixed" if verdicts[r] else "broke"

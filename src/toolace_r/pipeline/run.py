@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import random
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -25,12 +24,14 @@ from typing import Any, Callable
 
 from toolace_r.config import atomic_write_text, save_config, to_dict
 from toolace_r.training.loop import (
+    clear_marker,
     finish_phase,
     hash_file,
     hash_obj,
     model_fingerprint,
     phase_done,
     run_training,
+    train_resumable,
     training_items,
 )
 
@@ -136,7 +137,6 @@ class Pipeline:
 
     # - control -
     def _control(self) -> str | None:
-        from toolace_r.training.sft import train_sft
         from toolace_r.training.corpus import read_corpus, write_corpus
 
         cfg, d = self.cfg, self.root / "control"
@@ -160,18 +160,13 @@ class Pipeline:
         rows = read_corpus(d / "corpus.jsonl")
         train_inputs = {"corpus": hash_file(d / "corpus.jsonl"), **inputs}
         if not phase_done(d, "train", train_inputs):
-            (d / "train.done").unlink(missing_ok=True)
-            same = (d / "train.inputs.json").exists() and \
-                json.loads((d / "train.inputs.json").read_text()) == train_inputs
-            if not same and (d / "checkpoints").exists():
-                shutil.rmtree(d / "checkpoints")
-            atomic_write_text(d / "train.inputs.json", json.dumps(train_inputs) + "\n")
+            clear_marker(d, "train")
             info = json.loads((d / "control.json").read_text(encoding="utf-8"))
             self.echo(f"[control] plain SFT on {len(rows)} rows of the pool ({info['train_tokens']} tokens, "
                       f"target {target})")
             start = time.perf_counter()
-            result = train_sft(self.base_model, rows, d, sft_cfg, resume=same, progress=cfg.progress)
-            result["model_dir"] = str(d / "model")
+            # The same training step as the ToolACE-R iterations (launcher, checkpoint resume included).
+            result = train_resumable(self.base_model, rows, d, sft_cfg, train_inputs, cfg.progress)
             atomic_write_text(d / "train.json", json.dumps(result, indent=1) + "\n")
             finish_phase(d, "train", train_inputs, ["train.json", "model"])
             self._record_stage("control", seconds=round(time.perf_counter() - start, 2),
@@ -197,7 +192,7 @@ class Pipeline:
             if phase_done(d, "eval", inputs):
                 continue
             d.mkdir(parents=True, exist_ok=True)
-            (d / "eval.done").unlink(missing_ok=True)
+            clear_marker(d, "eval")
             self.echo(f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
             # A fresh engine per run: a prefix cache warmed by another policy would lower this run's cost.
             engine = self.engine_factory(model_dir) if self.engine_factory else \

@@ -89,7 +89,7 @@ def finish_phase(d: Path, phase: str, inputs: dict[str, Any], outputs: list[str]
     atomic_write_text(_marker(d, phase), json.dumps(marker, indent=1) + "\n")
 
 
-def _clear_marker(d: Path, phase: str) -> None:
+def clear_marker(d: Path, phase: str) -> None:
     """A phase about to run drops its own marker first, so a kill mid-phase leaves it unfinished.
 
     Later phases keep theirs: each one's inputs hold the hashes of the files it read, so they rerun
@@ -97,6 +97,21 @@ def _clear_marker(d: Path, phase: str) -> None:
     """
     _marker(d, phase).unlink(missing_ok=True)
     _STARTED[(str(d), phase)] = time.perf_counter()
+
+
+def train_resumable(model_dir: str, rows: list, d: Path, sft_cfg: Any, inputs: dict[str, Any],
+                    progress: bool) -> dict[str, Any]:
+    """Fine-tune on d/corpus.jsonl's `rows` into d/model (in process, or a child: accelerate launch).
+
+    A restart continues from the trainer's last checkpoint only if it trained on these same `inputs`.
+    """
+    same = (d / "train.inputs.json").exists() and json.loads((d / "train.inputs.json").read_text()) == inputs
+    if not same and (d / "checkpoints").exists():
+        shutil.rmtree(d / "checkpoints")  # checkpoints of other inputs must not be resumed
+    atomic_write_text(d / "train.inputs.json", json.dumps(inputs) + "\n")
+    result = launch.train(model_dir, rows, d / "corpus.jsonl", d, sft_cfg, resume=same, progress=progress)
+    result["model_dir"] = str(d / "model")
+    return result
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -245,7 +260,7 @@ class TrainingRun:
         inputs = {"iteration": it, "model": model_hash, "sampling": hash_obj(cfg.sampling),
                   "prompt": hash_obj(cfg.prompt), "items": self.items_hash}
         if not phase_done(d, "sample", inputs):
-            _clear_marker(d, "sample")
+            clear_marker(d, "sample")
             self.echo(f"[iter {it}] sampling k={cfg.sampling.k} answers for {len(self.examples)} items")
             records = launch.sample(self, model_in, it, d)  # in process, or sharded over child processes
             difficulty.write_samples(d / "samples.jsonl", records)
@@ -256,7 +271,7 @@ class TrainingRun:
         inputs = {"samples": hash_file(d / "samples.jsonl"), "selection": hash_obj(cfg.selection),
                   "previous": hash_obj(prev_sel) if prev_sel else None, "iteration": it}
         if not phase_done(d, "select", inputs):
-            _clear_marker(d, "select")
+            clear_marker(d, "select")
             ever = set(prev_sel["ever_solved"]) if prev_sel else set()
             sel = selection.select(records, cfg.selection, ever,
                                    prev_sel["selected"] if prev_sel else None, it)
@@ -277,7 +292,7 @@ class TrainingRun:
         inputs = {"selection": hash_file(d / "selection.json"), "samples": hash_file(d / "samples.jsonl"),
                   "corpus": hash_obj(cfg.corpus), "prompt": hash_obj(cfg.prompt), "items": self.items_hash}
         if not phase_done(d, "corpus", inputs):
-            _clear_marker(d, "corpus")
+            clear_marker(d, "corpus")
             rows = corpus_mod.build_corpus(self.by_id, {r["id"]: r for r in records}, sel["train_ids"],
                                            self.targets, self._tokenizer(model_in), cfg.corpus, cfg.prompt)
             corpus_mod.write_corpus(d / "corpus.jsonl", rows)
@@ -288,18 +303,10 @@ class TrainingRun:
         # train
         inputs = {"corpus": hash_file(d / "corpus.jsonl"), "sft": hash_obj(cfg.sft), "model": model_hash}
         if not phase_done(d, "train", inputs):
-            _clear_marker(d, "train")
+            clear_marker(d, "train")
             if rows:
                 self.echo(f"[iter {it}] training on {len(rows)} examples ({metrics['corpus']})")
-                # A restart continues from the trainer's checkpoint only if it trained on these same inputs.
-                same = (d / "train.inputs.json").exists() and \
-                    json.loads((d / "train.inputs.json").read_text()) == inputs
-                if not same and (d / "checkpoints").exists():
-                    shutil.rmtree(d / "checkpoints")  # checkpoints of other inputs must not be resumed
-                atomic_write_text(d / "train.inputs.json", json.dumps(inputs) + "\n")
-                result = launch.train(model_in, rows, d / "corpus.jsonl", d, cfg.sft, resume=same,
-                                      progress=self.progress)  # in process, or a child (accelerate launch)
-                result["model_dir"] = str(d / "model")
+                result = train_resumable(model_in, rows, d, cfg.sft, inputs, self.progress)
             else:
                 result = {"train_loss": None, "losses": [], "steps": 0, "examples": 0, "model_dir": str(model_in),
                           "note": "empty corpus: the model is unchanged"}
@@ -322,7 +329,7 @@ class TrainingRun:
         inputs = {"model": model_fingerprint(model_dir), "data": hash_obj([e.id for e in self.eval_examples]),
                   "sampling": hash_obj(cfg.sampling), "prompt": hash_obj(cfg.prompt)}
         if not phase_done(d, "eval", inputs):
-            _clear_marker(d, "eval")
+            clear_marker(d, "eval")
             self.echo(f"[{d.name}] evaluating on {len(self.eval_examples)} held-out items")
             atomic_write_text(d / "eval.json", json.dumps(self._evaluate(model_dir), indent=1) + "\n")
             finish_phase(d, "eval", inputs, ["eval.json"])

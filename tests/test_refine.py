@@ -83,14 +83,17 @@ def run(script, policy="adaptive", tokenizer=None, **cfg):
 # --- policies and config ---------------------------------------------------------------------------
 
 def test_policy_registry_and_errors():
-    assert known_policies() == ["adaptive", "adaptive:exact", "fixed:N", "none"]
+    assert known_policies() == ["adaptive", "adaptive:exact", "checked", "checked:silent", "fixed:N", "none"]
     assert get_policy("adaptive").compare == "canonical" and get_policy("adaptive").rounds is None
     assert get_policy("adaptive:exact").compare == "exact"
     assert get_policy("fixed:2").rounds == 2 and get_policy("fixed:2").compare is None
     assert get_policy("none").rounds == 0
-    with pytest.raises(ValueError, match="known: adaptive, adaptive:exact, fixed:N, none"):
+    assert get_policy("checked").check and get_policy("checked").feedback and get_policy("checked").cycle
+    assert get_policy("checked:silent").check and not get_policy("checked:silent").feedback
+    assert not get_policy("adaptive").check and not get_policy("adaptive").cycle
+    with pytest.raises(ValueError, match="known: adaptive, adaptive:exact, checked, checked:silent, fixed:N, none"):
         get_policy("greedy")
-    for bad in ("fixed", "fixed:x", "fixed:-1", "adaptive:fuzzy", "none:1"):
+    for bad in ("fixed", "fixed:x", "fixed:-1", "adaptive:fuzzy", "none:1", "checked:loud"):
         with pytest.raises(ValueError):
             get_policy(bad)
 
@@ -213,6 +216,65 @@ def test_guard_call_keeps_calls_over_text_and_fixed_goes_on_from_the_kept_answer
     # Round 2 continues from the kept answer, not from the discarded text.
     round2 = [req for req in engine.requests if req.messages[1]["content"] == "to_text"][2]
     assert [m["content"] for m in round2.messages if m["role"] == "assistant"] == ["[f(x=1)]", "[f(x=1)]"]
+
+
+# --- checked: refine only answers that do not fit the tool list -------------------------------------------
+
+CHECKED_SCRIPT = {
+    "fits": ["[f(x=1)]", "[f(x=2)]", "[f(x=2)]"],                      # valid at once: no refinement round
+    "prose": ["Which x do you mean?", "[f(x=2)]", "[f(x=2)]"],       # plain text fits too (a no-call answer)
+    "renamed": ["[g(x=1)]", "[f(x=1)]", "[f(x=3)]", "[f(x=3)]"],       # unknown function, then fixed
+    "swinging": ["[f(y=1)]", "[f(z=1)]", "[f(y=1)]", "[f(z=1)]"],  # oscillates: stops on the repeat
+    "stuck": ["[f()]", "[f( )]", "[f(x=1)]"],                 # repeats itself: converged, still wrong
+    "restless": ["[f(x='a')]", "[f(q=1)]", "[f(w=1)]", "[f(v=1)]", "[f(x=1)]"],
+}
+
+
+def test_checked_refines_only_answers_that_do_not_fit_and_says_why():
+    engine, traces, _ = run(CHECKED_SCRIPT, "checked")
+    assert {q: (t.stop_reason, t.refinements, t.final) for q, t in traces.items()} == {
+        "fits": ("checked", 0, "[f(x=1)]"),
+        "prose": ("checked", 0, "Which x do you mean?"),
+        "renamed": ("checked", 1, "[f(x=1)]"),
+        "swinging": ("cycle", 2, "[f(y=1)]"),
+        "stuck": ("converged", 1, "[f( )]"),
+        "restless": ("max_rounds", 3, "[f(v=1)]"),
+    }
+    # Round 0 of every item, then only the items whose answer does not fit.
+    assert sorted(engine.calls[1]) == [("renamed", 1), ("restless", 1), ("stuck", 1), ("swinging", 1)]
+    renamed = traces["renamed"]
+    assert renamed.rounds[0].problems == ["no tool named 'g' (tools: f)"] and renamed.rounds[1].problems == []
+    # The refine turn carries what the check found, after the usual instruction.
+    (req,) = [r for r in engine.requests if r.messages[1]["content"] == "renamed"][1:]
+    assert req.messages[-1] == {"role": "user", "content": DEFAULT_REFINE_INSTRUCTION
+                                + "\nA check of your answer against the function list found: "
+                                  "no tool named 'g' (tools: f)"}
+    last = [r for r in engine.requests if r.messages[1]["content"] == "restless"][-1].messages
+    assert "x is str \"a\", expected integer" in last[3]["content"]
+    assert "no parameter 'q' (known: x); f: required parameter 'x' is missing" not in last[3]["content"]
+    assert "f: required parameter 'x' is missing; f: no parameter 'q' (known: x)" in last[5]["content"]
+
+
+def test_checked_silent_gates_without_feedback_and_adaptive_never_checks():
+    engine, traces, _ = run(CHECKED_SCRIPT, "checked:silent")
+    assert traces["renamed"].final == "[f(x=1)]" and traces["fits"].refinements == 0
+    assert all(m["content"] == DEFAULT_REFINE_INSTRUCTION for r in engine.requests for m in r.messages[2:]
+               if m["role"] == "user")
+    _, traces, _ = run(CHECKED_SCRIPT)  # the paper's adaptive: refines every answer, no checks
+    assert traces["fits"].refinements == 2 and traces["fits"].final == "[f(x=2)]"
+    assert traces["fits"].rounds[0].problems is None
+    assert traces["swinging"].stop_reason == "max_rounds" and traces["swinging"].final == "[f(z=1)]"
+
+
+def test_checked_feedback_is_rendered_into_the_prompt_and_round_trips(chatml_tokenizer, tmp_path):
+    engine, traces, result = run(CHECKED_SCRIPT, "checked", tokenizer=chatml_tokenizer)
+    prompts = [req.prompt for req in engine.requests if where(req)[0] == "renamed"]
+    msgs = [{"role": "user", "content": "renamed"}]
+    assert prompts[1] == render_prompt(chatml_tokenizer, TOOLS, msgs, ["[g(x=1)]"],
+                                       feedback=["no tool named 'g' (tools: f)"])
+    assert prompts[1].startswith(prompts[0] + "[g(x=1)]")  # still a continued conversation: the KV is reused
+    write_traces(result.traces, tmp_path / "t.jsonl")
+    assert [t.to_dict() for t in read_traces(tmp_path / "t.jsonl")] == [t.to_dict() for t in result.traces]
 
 
 # --- traces, prompts, chunks ---------------------------------------------------------------------------

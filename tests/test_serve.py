@@ -131,6 +131,20 @@ def test_refine_per_request(client):
         ask(client, "Weather in Paris?", tools=[WEATHER], extra_body={"refine": "sometimes"})
 
 
+def test_checked_refinement_per_request_refines_only_what_fails_the_schema(client, scripted):
+    _, engine = scripted
+    # "Tokio" fits the schema: final after round 0 (the check cannot see a misspelt city)
+    r = ask(client, "Weather in Tokio?", tools=[WEATHER], extra_body={"refine": "checked"})
+    assert json.loads(r.choices[0].message.tool_calls[0].function.arguments) == {"city": "Tokio"}
+    assert r.model_extra["refinement"] == {"policy": "checked", "rounds": 0, "stop_reason": "checked"}
+    # "Paris" calls get_weather, which this request does not offer: refined once, told why, repeated -> converged
+    r = ask(client, "Weather in Paris?", tools=[TIME], extra_body={"refine": "checked"})
+    assert r.model_extra["refinement"] == {"policy": "checked", "rounds": 1, "stop_reason": "converged"}
+    refine_prompt = [p for p in engine.prompts if "Paris" in p and DEFAULT_REFINE_INSTRUCTION in p][-1]
+    assert ("A check of your answer against the function list found: no tool named 'get_weather' (tools: get_time)"
+            in refine_prompt)
+
+
 def test_prose_answer_is_content(client):
     r = ask(client, "Tell me a joke", tools=[WEATHER])
     assert r.choices[0].finish_reason == "stop" and r.choices[0].message.tool_calls is None

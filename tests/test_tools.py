@@ -210,3 +210,21 @@ def test_nested_values_are_checked():
         "metrics": {"type": "array", "items": {"type": "string"}, "enum": ["a", "b"]}}, "required": []})
     assert validate(ToolCall("m", {"metrics": ["a", "b"]}), [arr_enum]) == []
     assert kinds(validate(ToolCall("m", {"metrics": ["a", "c"]}), [arr_enum])) == [("not_in_enum", "metrics")]
+
+
+def test_answer_problems_for_text_calls_and_broken_syntax():
+    from toolace_r.tools import answer_problems, feedback_text
+
+    tools = [{"name": "math.hypot", "description": "", "parameters": {
+        "type": "dict", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"]}}]
+    assert answer_problems("There is no tool for that.", tools) == []  # a no-call answer fits
+    assert answer_problems("[math.hypot(x=3, y=4)]", tools) == []
+    assert answer_problems("[hypot(x=3, y=4)]", tools) == ["no tool named 'hypot' (tools: math.hypot)"]
+    assert answer_problems('[math.hypot(x=3.5, z=1)]', tools) == [
+        "math.hypot: required parameter 'y' is missing", "math.hypot: x is float 3.5, expected integer",
+        "math.hypot: no parameter 'z' (known: x, y)"]
+    assert answer_problems('[math.hypot(x=3.5, z=1)]', tools, limit=1) == ["math.hypot: required parameter 'y' is missing"]
+    (broken,) = answer_problems("[math.hypot(x: 3)]", tools)
+    assert broken.startswith("not valid function-call syntax (")
+    assert answer_problems("[f(x=1)]", "not json") == []  # unreadable tools: nothing to check against
+    assert feedback_text([]) is None and feedback_text(["a", "b"]) == "a; b"

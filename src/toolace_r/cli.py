@@ -160,7 +160,9 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--refine", default="adaptive", metavar="POLICY",
                    help="stop policy: adaptive (stop when the parsed calls stop changing), adaptive:exact "
-                        "(when the text stops changing), fixed:N (N refinement rounds), none (single pass)")
+                        "(when the text stops changing), checked (refine only answers that do not fit the tool list, telling "
+                        "the model what the check found; checked:silent without telling), fixed:N (N refinement "
+                        "rounds), none (single pass)")
     p.add_argument("--max-rounds", type=int, default=None,
                    help="cap on refinement rounds (default 3, or N for fixed:N above 3)")
     p.add_argument("--guard", default="off", choices=["off", "error", "call"],
@@ -312,7 +314,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                    help="require 'Authorization: Bearer KEY' (default: $TOOLACE_R_API_KEY; none = open)")
     p.add_argument("--served-model-name", default=None, help="the model id clients use (default: --model)")
     p.add_argument("--refine", default="adaptive", metavar="POLICY",
-                   help="default stop policy: adaptive, adaptive:exact, fixed:N, none (requests may override)")
+                   help="default stop policy: adaptive, adaptive:exact, checked, checked:silent, fixed:N, none "
+                        "(requests may override)")
     p.add_argument("--max-rounds", type=int, default=3, help="default cap on refinement rounds (default 3)")
     p.add_argument("--max-rounds-cap", type=int, default=3, help="most rounds a request may ask for (default 3)")
     p.add_argument("--guard", default="off", choices=["off", "error", "call"], help="the refine loop's guard")

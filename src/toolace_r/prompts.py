@@ -40,6 +40,10 @@ DEFAULT_REFINE_INSTRUCTION = (
     "function call(s) in the same format."
 )
 
+# [ours] Beyond the paper (which refines without feedback): with a schema-checked refine policy the
+# refine turn also says what a check of the previous answer against the function list found.
+DEFAULT_FEEDBACK_TEMPLATE = "\nA check of your answer against the function list found: {problems}"
+
 TOOLS_IN = ("auto", "system", "template")
 
 # Placeholder answers used to discover the text a chat template wraps around an answer. They only need
@@ -62,6 +66,8 @@ class PromptConfig:
     tools_in: str = "auto"
     # The user turn that opens each refinement round.
     refine_instruction: str = DEFAULT_REFINE_INSTRUCTION
+    # Appended to the refine turn when the previous answer has feedback; "{problems}" becomes it.
+    feedback_template: str = DEFAULT_FEEDBACK_TEMPLATE
     # Joins our system prompt and a system message the example already has (BFCL does the same).
     system_join: str = "\n\n"
     # Extra variables for the chat template; reasoning modes stay off so answers are the calls alone.
@@ -126,8 +132,12 @@ def build_messages(
     cfg: PromptConfig | None = None,
     *,
     tools_in_system: bool = True,
+    feedback: Sequence[str | None] = (),
 ) -> list[dict[str, Any]]:
-    """system(tools) . messages . (assistant(answer) . user(refine instruction)) per previous answer."""
+    """system(tools) . messages . (assistant(answer) . user(refine instruction)) per previous answer.
+
+    feedback: per previous answer, what a check of it found (None or "": nothing); a non-empty entry
+    is appended to that answer's refine turn through `cfg.feedback_template`."""
     cfg = cfg or PromptConfig()
     system = system_content(tools, cfg, with_tools=tools_in_system)
     rest = [dict(m) for m in messages]
@@ -139,8 +149,15 @@ def build_messages(
         if not isinstance(answer, str):
             raise TypeError(f"previous_answers[{i}]: expected the answer text (str), got {type(answer).__name__}")
         out.append({"role": "assistant", "content": answer})
-        out.append({"role": "user", "content": cfg.refine_instruction})
+        out.append({"role": "user", "content": refine_turn(cfg, feedback[i] if i < len(feedback) else None)})
     return out
+
+
+def refine_turn(cfg: PromptConfig, feedback: str | None = None) -> str:
+    """The user turn that opens a refinement round, with the check's findings when there are any."""
+    if not feedback:
+        return cfg.refine_instruction
+    return cfg.refine_instruction + cfg.feedback_template.replace("{problems}", feedback)
 
 
 def _apply(tokenizer: Any, chat: list[dict[str, Any]], tools: Sequence[Any], cfg: PromptConfig,
@@ -156,9 +173,10 @@ def _apply(tokenizer: Any, chat: list[dict[str, Any]], tools: Sequence[Any], cfg
 
 
 def _chat(tokenizer: Any, tools: Sequence[Any], messages: Sequence[dict[str, Any]],
-          previous_answers: Sequence[str], cfg: PromptConfig) -> list[dict[str, Any]]:
+          previous_answers: Sequence[str], cfg: PromptConfig,
+          feedback: Sequence[str | None] = ()) -> list[dict[str, Any]]:
     in_system = not _tools_go_to_template(tokenizer, cfg)
-    return build_messages(tools, messages, previous_answers, cfg, tools_in_system=in_system)
+    return build_messages(tools, messages, previous_answers, cfg, tools_in_system=in_system, feedback=feedback)
 
 
 # --- rendering -----------------------------------------------------------------------------------
@@ -169,10 +187,12 @@ def render_prompt(
     messages: Sequence[dict[str, Any]],
     previous_answers: Sequence[str] = (),
     cfg: PromptConfig | None = None,
+    feedback: Sequence[str | None] = (),
 ) -> str:
-    """The text the model continues to produce its next answer (ends with the assistant header)."""
+    """The text the model continues to produce its next answer (ends with the assistant header).
+    feedback: see `build_messages`."""
     cfg = cfg or PromptConfig()
-    chat = _chat(tokenizer, tools, messages, previous_answers, cfg)
+    chat = _chat(tokenizer, tools, messages, previous_answers, cfg, feedback)
     return _apply(tokenizer, chat, tools, cfg, add_generation_prompt=True)
 
 
@@ -205,6 +225,7 @@ def render_pair(
     target: str,
     previous_answers: Sequence[str] = (),
     cfg: PromptConfig | None = None,
+    feedback: Sequence[str | None] = (),
 ) -> tuple[str, str]:
     """(prompt, completion) for training: the loss goes on the completion tokens only.
 
@@ -212,7 +233,7 @@ def render_pair(
     through its end-of-turn token.
     """
     cfg = cfg or PromptConfig()
-    chat = _chat(tokenizer, tools, messages, previous_answers, cfg)
+    chat = _chat(tokenizer, tools, messages, previous_answers, cfg, feedback)
     prompt = _apply(tokenizer, chat, tools, cfg, add_generation_prompt=True)
     full = _apply(tokenizer, [*chat, {"role": "assistant", "content": target}], tools, cfg,
                   add_generation_prompt=False)

@@ -12,7 +12,10 @@ reuses its KV. Two ideas:
   refined answer equals the previous one (parsed calls compared canonically; `adaptive:exact`
   compares the text), `fixed:N` runs exactly N refinement rounds, `none` keeps round 0. Every
   policy obeys the round cap `max_rounds`; `fixed:N` with N above the cap is a config error rather
-  than a silent truncation.
+  than a silent truncation. `checked` (ours, beyond the paper) refines only answers that do not fit
+  their tool list (`tools.answer_problems`: calls that fail the schema, or broken call syntax; plain
+  text fits), tells the model in the refine turn what the check found, and also stops when an answer
+  repeats any earlier one (an oscillation); `checked:silent` does the same without telling.
 - Rounds run over *chunks* of items (all rounds of one chunk, then the next chunk): the prefix cache
   holds a bounded number of finished sequences, and a chunk keeps round r-1's KV in it for round r.
 
@@ -32,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 from toolace_r.calls import ParseResult, ToolCall, canonical_answer, parse, render
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
 from toolace_r.prompts import PromptConfig, build_messages, render_prompt
+from toolace_r.tools import answer_problems, feedback_text
 
 GUARDS = ("off", "error", "call")
 
@@ -50,6 +54,12 @@ class StopPolicy:
     name: str
     rounds: int | None
     compare: str | None
+    # [ours] schema-checked refinement: an answer that fits its tool list ends the item (`check`), the
+    # refine turn says what the check found (`feedback`), and an answer that repeats any earlier one
+    # ends it (`cycle`: A -> B -> A stops at A instead of oscillating to the cap).
+    check: bool = False
+    feedback: bool = False
+    cycle: bool = False
 
     def refinements(self, max_rounds: int) -> int:
         """Refinement rounds this policy may run under the cap."""
@@ -80,9 +90,18 @@ def _none(arg: str | None) -> StopPolicy:
     return StopPolicy("none", 0, None)
 
 
+def _checked(arg: str | None) -> StopPolicy:
+    if arg in (None, ""):
+        return StopPolicy("checked", None, "canonical", check=True, feedback=True, cycle=True)
+    if arg == "silent":
+        return StopPolicy("checked:silent", None, "canonical", check=True, feedback=False, cycle=True)
+    raise ValueError(f"unknown checked variant {arg!r}; known: checked, checked:silent")
+
+
 # key (before the colon) -> (factory taking the text after the colon, how the key is written)
 STOP_POLICIES: dict[str, tuple[Callable[[str | None], StopPolicy], tuple[str, ...]]] = {
     "adaptive": (_adaptive, ("adaptive", "adaptive:exact")),
+    "checked": (_checked, ("checked", "checked:silent")),
     "fixed": (_fixed, ("fixed:N",)),
     "none": (_none, ("none",)),
 }
@@ -186,12 +205,16 @@ class Round:
     cached_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str | None = None
+    problems: list[str] | None = None  # what the schema check found in `answer` (None: not checked)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"round": self.index, "text": self.text, "parsed": _plain(self.parsed.to_dict()),
-                "answer": self.answer, "kept_previous": self.kept_previous,
-                "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
-                "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
+        out = {"round": self.index, "text": self.text, "parsed": _plain(self.parsed.to_dict()),
+               "answer": self.answer, "kept_previous": self.kept_previous,
+               "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
+               "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
+        if self.problems is not None:
+            out["problems"] = list(self.problems)
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Round":
@@ -202,12 +225,15 @@ class Round:
                              p.get("text"), p.get("error"))
         return cls(int(d["round"]), d["text"], parsed, d.get("answer", d["text"]), bool(d.get("kept_previous")),
                    int(d.get("prompt_tokens", 0)), int(d.get("cached_tokens", 0)),
-                   int(d.get("completion_tokens", 0)), d.get("finish_reason"))
+                   int(d.get("completion_tokens", 0)), d.get("finish_reason"),
+                   None if d.get("problems") is None else [str(x) for x in d["problems"]])
 
 
 # Why an item stopped.
 STOP_REASONS = {
     "converged": "adaptive: the refined answer equals the previous one",
+    "checked": "checked: the answer fits its tool list (calls that validate, or plain text)",
+    "cycle": "checked: the refined answer repeats an earlier one (an oscillation)",
     "guard": "adaptive: the guard kept the previous answer, so it did not change",
     "max_rounds": "the round cap was reached before the answer stopped changing",
     "fixed": "the fixed number of refinement rounds was run",
@@ -345,7 +371,7 @@ class _Loop:
             if bar is not None:
                 bar.set_postfix_str(f"round {r}: {len(active)} of this chunk's {len(convs)} items")
             if r == 0 and given is not None:
-                new = [self._make_round(0, text, None, {}, None) for text in given]
+                new = [self._make_round(0, text, None, {}, None, c.tools) for c, text in zip(convs, given)]
             else:
                 fitting = self._fitting(convs, rounds, active, reasons, r)
                 if bar is not None and len(fitting) < len(active):
@@ -369,7 +395,7 @@ class _Loop:
         if not active:
             return []
         params = self.cfg.round0 if r == 0 else self.cfg.refine
-        requests = [self._request(convs[i], [x.answer for x in rounds[i]], params) for i in active]
+        requests = [self._request(convs[i], rounds[i], params) for i in active]
         start = time.perf_counter()
         results = self.engine.generate(requests)
         while len(self.round_seconds) <= r:
@@ -380,17 +406,25 @@ class _Loop:
             c = result.completions[0]
             usage = {"prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens,
                      "completion_tokens": c.completion_tokens}
-            out.append(self._make_round(r, c.text, rounds[i][-1] if rounds[i] else None, usage, c.finish_reason))
+            out.append(self._make_round(r, c.text, rounds[i][-1] if rounds[i] else None, usage, c.finish_reason,
+                                        convs[i].tools))
         return out
 
-    def _request(self, conv: Conversation, answers: list[str], params: SamplingParams) -> GenerationRequest:
+    def _request(self, conv: Conversation, rounds: list[Round], params: SamplingParams) -> GenerationRequest:
+        answers, feedback = [x.answer for x in rounds], self._feedback(rounds)
         if self.tokenizer is None:  # a chat-only endpoint renders the conversation itself
-            return GenerationRequest(messages=build_messages(conv.tools, conv.messages, answers, self.cfg.prompt),
-                                     params=params)
-        return GenerationRequest(prompt=self._prompt(conv, answers), params=params)
+            return GenerationRequest(messages=build_messages(conv.tools, conv.messages, answers, self.cfg.prompt,
+                                                             feedback=feedback), params=params)
+        return GenerationRequest(prompt=self._prompt(conv, rounds), params=params)
 
-    def _prompt(self, conv: Conversation, answers: list[str]) -> str:
-        return render_prompt(self.tokenizer, conv.tools, conv.messages, answers, self.cfg.prompt)
+    def _feedback(self, rounds: list[Round]) -> list[str | None]:
+        if not self.policy.feedback:
+            return []
+        return [feedback_text(x.problems) for x in rounds]
+
+    def _prompt(self, conv: Conversation, rounds: list[Round]) -> str:
+        return render_prompt(self.tokenizer, conv.tools, conv.messages, [x.answer for x in rounds], self.cfg.prompt,
+                             feedback=self._feedback(rounds))
 
     def _fitting(self, convs, rounds, active: list[int], reasons: list, r: int) -> list[int]:
         """Stop items whose next refinement prompt plus its answer would not fit the model's context."""
@@ -399,7 +433,7 @@ class _Loop:
             return active
         keep = []
         for i in active:
-            ids = self.tokenizer(self._prompt(convs[i], [x.answer for x in rounds[i]]),
+            ids = self.tokenizer(self._prompt(convs[i], rounds[i]),
                                  add_special_tokens=False)["input_ids"]
             if len(ids) + self.cfg.refine.max_new_tokens > limit:
                 reasons[i] = "context"
@@ -407,10 +441,15 @@ class _Loop:
                 keep.append(i)
         return keep
 
-    def _make_round(self, r: int, text: str, previous: Round | None, usage: dict, finish: str | None) -> Round:
+    def _make_round(self, r: int, text: str, previous: Round | None, usage: dict, finish: str | None,
+                    tools: Sequence[Any]) -> Round:
         parsed = parse(text, self.cfg.parse_format)
         keep = previous is not None and self._guard_fires(previous, parsed)
-        return Round(r, text, parsed, previous.answer if keep else text, keep, finish_reason=finish, **usage)
+        answer = previous.answer if keep else text
+        problems = None
+        if self.policy.check or self.policy.feedback:
+            problems = list(previous.problems or []) if keep else answer_problems(answer, tools, self.cfg.parse_format)
+        return Round(r, text, parsed, answer, keep, finish_reason=finish, problems=problems, **usage)
 
     def _guard_fires(self, previous: Round, parsed: ParseResult) -> bool:
         guard = self.cfg.guard
@@ -433,6 +472,11 @@ class _Loop:
                 return "guard"
             if same_answer(rounds[-2].answer, current.answer, policy.compare, self.cfg.parse_format):
                 return "converged"
+            if policy.cycle and any(same_answer(x.answer, current.answer, policy.compare, self.cfg.parse_format)
+                                    for x in rounds[:-2]):
+                return "cycle"
+        if policy.check and not rounds[-1].problems:
+            return "checked"
         if r >= self.cap:
             return "fixed" if policy.rounds is not None else "max_rounds"
         return None

@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolace_r.calls import ToolCall
+from toolace_r.calls import ToolCall, parse
 
 BFCL_TYPES = ("string", "integer", "float", "boolean", "array", "tuple", "dict", "any")
 
@@ -388,6 +388,30 @@ def validate(call: ToolCall, tools: list[Tool]) -> list[Problem]:
             continue
         problems.extend(_check_value(value, props[name], name, call.name))
     return problems
+
+
+def answer_problems(text: str, tools: Any, fmt: str = "auto", limit: int = 4) -> list[str]:
+    """What a check of an answer against its tool list finds, as short messages (empty: it fits).
+
+    Plain text (a no-call answer) fits; text in call syntax that does not decode is one problem; calls
+    are checked with `validate`. At most `limit` messages: they are shown to a model in a prompt.
+    """
+    parsed = parse(text, fmt)
+    if parsed.error is not None:
+        return [f"not valid function-call syntax ({parsed.error})"]
+    if not parsed.is_call:
+        return []
+    try:
+        known = normalize_tools(tools)
+    except ValueError:
+        return []  # a tool list we cannot read: nothing to check the answer against
+    out = [p.message for call in parsed.calls or [] for p in validate(call, known)]
+    return out[:limit]
+
+
+def feedback_text(problems: list[str] | None) -> str | None:
+    """The check's findings as the one line a refine turn shows (None: nothing to say)."""
+    return "; ".join(problems) if problems else None
 
 
 def _check_value(value: Any, schema: Any, path: str, fn: str) -> list[Problem]:

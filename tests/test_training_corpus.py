@@ -107,3 +107,56 @@ def test_near_miss_fix_rows_are_one_mistake_from_gold_and_wrong(chatml_tokenizer
     assert all(r["completion"].startswith(target) for r in rows)
     assert rows == build_corpus({"p": ex}, {}, ["p"], {"p": target}, chatml_tokenizer,
                                 CorpusConfig(refine_share=1.0, near_miss_per_item=2), PCFG)  # seeded
+
+
+def test_schema_feedback_goes_into_fix_rows_whose_answer_does_not_fit(chatml_tokenizer):
+    ex = example()
+    prose, bad_name = "It is sunny.", '[weather(city="Oslo")]'
+    wrong_city, right = '[get_weather(city="Rome")]', '[get_weather(city="Oslo")]'
+    records = {"a": {"samples": [{"text": prose, "valid": False}, {"text": wrong_city, "valid": False},
+                                 {"text": bad_name, "valid": False}, {"text": right, "valid": True}]}}
+    args = ({"a": ex}, records, ["a"], {"a": gold_target(ex, "")}, chatml_tokenizer)
+    found = "no tool named 'weather' (tools: get_weather)"
+    rows = build_corpus(*args, CorpusConfig(refine_share=1.0, max_fix_per_item=2, feedback="schema"), PCFG)
+    fixes = [r for r in rows if r["kind"] == "fix"]
+    # the answer the check can explain is taken first, and its refine turn says what the check found
+    assert [bad_name in r["prompt"] for r in fixes] == [True, False]
+    assert fixes[0]["prompt"].endswith(PCFG.refine_instruction + "\nA check of your answer against the function "
+                                       f"list found: {found}<|im_end|>\n<|im_start|>assistant\n")
+    assert fixes[1]["prompt"].endswith(PCFG.refine_instruction + "<|im_end|>\n<|im_start|>assistant\n")
+    keep = next(r for r in rows if r["kind"] == "keep")
+    assert keep["prompt"].endswith(PCFG.refine_instruction + "<|im_end|>\n<|im_start|>assistant\n")
+    # off (the paper's corpus): no feedback anywhere, samples in their own order
+    plain = build_corpus(*args, CorpusConfig(refine_share=1.0, max_fix_per_item=2), PCFG)
+    assert not any("A check of your answer" in r["prompt"] for r in plain)
+    assert [prose in r["prompt"] for r in plain if r["kind"] == "fix"] == [True, False]
+    import pytest
+
+    with pytest.raises(ValueError, match="corpus.feedback"):
+        CorpusConfig(feedback="critic")
+
+
+def test_near_miss_drops_the_namespace_of_a_dotted_name(chatml_tokenizer):
+    import random
+
+    from toolace_r.training.corpus import near_misses
+
+    tools = normalize_tools([{"name": "math.hypot", "description": "", "parameters": {
+        "type": "dict", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}])
+    ex = Example("h", [{"role": "user", "content": "hypot of 3"}], tools,
+                 Gold(kind="calls", calls=[ToolCall("math.hypot", {"x": 3})]), "simple")
+    assert sorted(near_misses(ex, "[math.hypot(x=3)]", 9, random.Random(0))) == [
+        "[hypot(x=3)]", "[math.hypot()]", '[math.hypot(x="3")]', "[math.hypot(x_value=3)]"]
+    loose = normalize_tools([{"name": "math.hypot", "description": "", "parameters": {
+        "type": "dict", "properties": {"x": {"type": "any"}}, "required": []}}])
+    ex = Example("h", ex.messages, loose, ex.gold, "simple")
+    from toolace_r.tools import answer_problems
+
+    caught = near_misses(ex, "[math.hypot(x=3)]", 9, random.Random(0), lambda t: bool(answer_problems(t, loose)))
+    assert sorted(caught) == ["[hypot(x=3)]", "[math.hypot(x_value=3)]"]  # x="3" and no x fit this schema
+    rows = build_corpus({"h": ex}, {}, ["h"], {"h": "[math.hypot(x=3)]"}, chatml_tokenizer,
+                        CorpusConfig(refine_share=1.0, near_miss_per_item=5, near_miss_failing_check=True,
+                                     feedback="schema"), PCFG)
+    fixes = [r for r in rows if r["kind"] == "fix"]
+    assert len(fixes) == 2 and all("A check of your answer against the function list found" in r["prompt"]
+                                   for r in fixes)

@@ -118,7 +118,19 @@ class CorpusConfig:
     # no-call item). [ours] A model that solves little samples mostly garbage, not the near misses that
     # refinement has to repair.
     near_miss_per_item: int = 0
+    # Only near misses that the schema check catches (an unknown function or parameter, a missing required
+    # one, a wrong type): with `feedback: schema` each of them says what is wrong, which is what the
+    # `checked` policy shows the model. [ours]
+    near_miss_failing_check: bool = False
+    # "schema" [ours]: a refinement row whose previous answer does not fit the item's tool list says what
+    # the check found in its refine turn, as the `checked` refine policy does at inference; wrong answers
+    # with such findings are preferred for the fix rows. "off": the paper's refine turn only.
+    feedback: str = "off"
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.feedback not in ("off", "schema"):
+            raise ValueError(f"corpus.feedback: unknown value {self.feedback!r}; known: off, schema")
 
 
 @dataclass

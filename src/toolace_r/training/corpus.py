@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from toolace_r.calls import ToolCall, parse, render
 from toolace_r.config import atomic_write_text
 from toolace_r.prompts import PromptConfig, render_pair
+from toolace_r.tools import answer_problems, feedback_text
 
 from .config import CorpusConfig
 
@@ -34,7 +35,11 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
             sft.append({"prompt": prompt, "completion": completion, "kind": "sft", "id": item})
         fixes = keeps = 0
         seen: set[str] = set()
-        for sample in records.get(item, {}).get("samples", []):
+        samples = list(records.get(item, {}).get("samples", []))
+        findings = {s["text"]: _feedback(ex, s["text"], cfg) for s in samples}
+        if cfg.feedback == "schema":  # wrong answers the check can explain first (a stable sort)
+            samples.sort(key=lambda s: not findings[s["text"]])
+        for sample in samples:
             text = sample["text"]
             if not text.strip() or text in seen or len(text) > cfg.max_previous_chars:
                 continue
@@ -47,22 +52,32 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
                 fixes += 1
             else:
                 continue
-            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal,
-                                             previous_answers=(text,), cfg=prompt_cfg)
+            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=(text,),
+                                             cfg=prompt_cfg, feedback=(findings[text],))
             refine.append({"prompt": prompt, "completion": completion, "kind": kind, "id": item})
         if cfg.near_miss_per_item:
             rng = random.Random(f"{cfg.seed}:{item}")
-            for text in near_misses(ex, target, cfg.near_miss_per_item, rng):
-                prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target,
-                                                 previous_answers=(text,), cfg=prompt_cfg)
+            only = (lambda text: bool(answer_problems(text, ex.tools))) if cfg.near_miss_failing_check else None
+            for text in near_misses(ex, target, cfg.near_miss_per_item, rng, only):
+                prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, previous_answers=(text,),
+                                                 cfg=prompt_cfg, feedback=(_feedback(ex, text, cfg),))
                 refine.append({"prompt": prompt, "completion": completion, "kind": "fix", "id": item})
     return sft + _cap_refine(refine, len(sft), cfg)
 
 
-def near_misses(example: Any, target: str, n: int, rng: random.Random) -> list[str]:
+def _feedback(example: Any, text: str, cfg: CorpusConfig) -> str | None:
+    """What the refine turn after `text` says besides the instruction (the `checked` policy's feedback)."""
+    if cfg.feedback != "schema":
+        return None
+    return feedback_text(answer_problems(text, example.tools))
+
+
+def near_misses(example: Any, target: str, n: int, rng: random.Random,
+                only: Callable[[str], bool] | None = None) -> list[str]:
     """Up to n distinct wrong answers one plausible mistake away from `target` (pythonic calls or the
     no-call text): another of the item's tools, a dropped call, a dropped argument; for a no-call item,
-    a call to one of its tools."""
+    a call to one of its tools; a dotted function name without its namespace, a misnamed parameter, a
+    number written as a string. `only`: keep just the candidates it accepts."""
     names = [t.name for t in example.tools]
     parsed = parse(target, fmt="pythonic")
     options: list[str] = []
@@ -76,12 +91,19 @@ def near_misses(example: Any, target: str, n: int, rng: random.Random) -> list[s
             for other in names:
                 if other != call.name:
                     options.append(render(calls[:i] + [ToolCall(other, call.arguments)] + calls[i + 1:], "pythonic"))
+            if "." in call.name:
+                short = call.name.rsplit(".", 1)[1]
+                options.append(render(calls[:i] + [ToolCall(short, call.arguments)] + calls[i + 1:], "pythonic"))
             if len(calls) > 1:
                 options.append(render(calls[:i] + calls[i + 1:], "pythonic"))
-            for key in call.arguments:
-                args = {k: v for k, v in call.arguments.items() if k != key}
-                options.append(render(calls[:i] + [ToolCall(call.name, args)] + calls[i + 1:], "pythonic"))
-    options = sorted(set(o for o in options if o != target))
+            for key, value in call.arguments.items():
+                variants = [{k: v for k, v in call.arguments.items() if k != key},
+                            {(k + "_value" if k == key else k): v for k, v in call.arguments.items()}]
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    variants.append({**call.arguments, key: str(value)})
+                for args in variants:
+                    options.append(render(calls[:i] + [ToolCall(call.name, args)] + calls[i + 1:], "pythonic"))
+    options = sorted(set(o for o in options if o != target and (only is None or only(o))))
     rng.shuffle(options)
     return options[:n]
 

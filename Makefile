@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 # The main job: base model, ToolACE-R iterations, a token-matched SFT control, each model scored under
-# none / adaptive / fixed:3 refinement on the same held-out BFCL items; report in runs/demo/report.md.
+# none / adaptive / checked / fixed:3 refinement on the same held-out BFCL items; report in runs/demo/report.md.
 DEMO_CONFIG ?= configs/demo.yaml
 demo: $(STAMP)
 	$(BIN)/toolace-r models pull smollm2-135m

@@ -94,14 +94,15 @@ def data(tmp_path):
 
 def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     out = tmp_path / "demo"
-    cfg = make_cfg(tiny_model_dir, data)
+    policies = "eval.policies=[adaptive, checked, 'fixed:3']"
+    cfg = make_cfg(tiny_model_dir, data, policies)
     report = run_pipeline(cfg, out, echo=lambda s: None, engine_factory=eval_factory,
                           train_engine_factory=scripted_factory())
     grid = report["grid"]
     assert list(grid) == ["base", "toolace_r@0", "toolace_r@1", "control"]
     assert list(grid["base"]) == ["none", "adaptive"]
     assert list(grid["toolace_r@0"]) == ["none", "adaptive"]  # an earlier iteration: iteration_policies
-    assert list(grid["toolace_r@1"]) == list(grid["control"]) == ["none", "adaptive", "fixed:3"]
+    assert list(grid["toolace_r@1"]) == list(grid["control"]) == ["none", "adaptive", "checked", "fixed:3"]
 
     base, tr, control = grid["base"], grid["toolace_r@1"], grid["control"]
     assert base["none"]["accuracy"] == pytest.approx(1 / 3)  # prose is right only for irrelevance
@@ -121,7 +122,15 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert v["toolace_r_vs_control"]["paired"] == {"toolace_r_only": 1, "control_only": 0, "sign_test_p": 1.0}
     assert v["adaptive_refinement"]["net"] == 1 and v["adaptive_refinement"]["net_gain"] is True
     assert v["adaptive_refinement"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
-    assert report["transitions"]["control"]["broke"][0]["after"] == "[wrong_tool(y=2)]"
+    # checked refines only the answer that calls an unknown tool: the fix stays, the control's right
+    # answer is never put up for refinement (no break), and only one item pays for a second round
+    assert (tr["checked"]["fixes"], tr["checked"]["breaks"]) == (1, 0)
+    assert (control["checked"]["fixes"], control["checked"]["breaks"]) == (0, 0)
+    assert tr["checked"]["compute_ratio"] == pytest.approx((2 + 1 + 1) / 3)
+    assert v["refinement"]["checked"]["net_gain"] is True and v["refinement"]["checked"]["within_cost"] is True
+    md = (out / "report.md").read_text()
+    assert "Schema-checked adaptive refinement (ours" in md and "Adaptive refinement (the paper's" in md
+    assert report["transitions"]["control, adaptive"]["broke"][0]["after"] == "[wrong_tool(y=2)]"
 
     # the control trained on as many tokens as the ToolACE-R run, from the same pool
     stages = json.loads((out / "stages.json").read_text())
@@ -139,12 +148,12 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
 
     # a rerun of a finished pipeline runs no model and rewrites the same report
     before = EvalEngine.calls
-    again = run_pipeline(make_cfg(tiny_model_dir, data), out, echo=lambda s: None, engine_factory=eval_factory,
+    again = run_pipeline(make_cfg(tiny_model_dir, data, policies), out, echo=lambda s: None, engine_factory=eval_factory,
                          train_engine_factory=scripted_factory())
     assert EvalEngine.calls == before and again["grid"] == grid
     # an interrupted evaluation (no done-marker) is redone, and only that one
     (out / "eval" / "control" / "adaptive" / "eval.done").unlink()
-    run_pipeline(make_cfg(tiny_model_dir, data), out, echo=lambda s: None, engine_factory=eval_factory,
+    run_pipeline(make_cfg(tiny_model_dir, data, policies), out, echo=lambda s: None, engine_factory=eval_factory,
                  train_engine_factory=scripted_factory())
     assert EvalEngine.calls - before == 2 + 3 + 2  # control: simple and irrelevance converge at round 1, multiple at 2
 

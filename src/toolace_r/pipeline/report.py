@@ -141,8 +141,9 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         v["paired"] = {"toolace_r_only": wins, "control_only": losses, "sign_test_p": sign_test(wins, losses)}
     flips = {}
     for arm in trained:
-        if "adaptive" in grid[arm]:
-            flips[arm] = transitions(root, arm, "adaptive", examples)
+        for policy in grid[arm]:
+            if _stops_itself(policy):
+                flips[f"{arm}, {policy}"] = transitions(root, arm, policy, examples)
     report = {
         "model": cfg.model,
         "held_out": {"categories": cfg.eval.categories, "limit_per_category": cfg.eval.limit,
@@ -167,6 +168,11 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
     return report
 
 
+def _stops_itself(policy: str) -> bool:
+    """Whether a policy decides per item when to stop (adaptive, checked), not none or fixed:N."""
+    return policy.split(":")[0] in ("adaptive", "checked")
+
+
 def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None) -> dict[str, Any]:
     """The issue's two goals, stated from the figures."""
     out: dict[str, Any] = {}
@@ -181,14 +187,16 @@ def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None) 
                             for p in grid[final_tr] if p in grid["control"]},
             "beats": tr["accuracy"] > c["accuracy"],
         }
-    if final_tr and "adaptive" in grid[final_tr]:
-        a = grid[final_tr]["adaptive"]
-        out["adaptive_refinement"] = {
-            "arm": final_tr, "fixes": a["fixes"], "breaks": a["breaks"], "net": a["fixes"] - a["breaks"],
-            "compute_ratio": a["compute_ratio"], "wall_ratio": a["wall_ratio"],
-            "net_gain": a["fixes"] > a["breaks"],
-            "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= 1.5,
-        }
+    if final_tr:
+        # One verdict per policy that stops by itself: `adaptive` is the paper's, `checked` ours.
+        out["refinement"] = {
+            policy: {"arm": final_tr, "policy": policy, "fixes": a["fixes"], "breaks": a["breaks"],
+                     "net": a["fixes"] - a["breaks"], "compute_ratio": a["compute_ratio"],
+                     "wall_ratio": a["wall_ratio"], "net_gain": a["fixes"] > a["breaks"],
+                     "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= 1.5}
+            for policy, a in grid[final_tr].items() if _stops_itself(policy)}
+        if "adaptive" in out["refinement"]:
+            out["adaptive_refinement"] = out["refinement"]["adaptive"]
     return out
 
 
@@ -243,12 +251,14 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"  Item by item: {pr['toolace_r_only']} right only for ToolACE-R, {pr['control_only']} right "
                          f"only for the control (two-sided sign test p = {pr['sign_test_p']:.2f}"
                          f"{': not a significant difference' if pr['sign_test_p'] >= 0.05 else ''}).")
-    if "adaptive_refinement" in v:
-        a = v["adaptive_refinement"]
-        lines.append(f"- Adaptive refinement on {a['arm']}: {a['fixes']} fixes, {a['breaks']} breaks (net "
-                     f"{a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**; cost "
-                     f"{_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x in "
-                     f"wall time: **{'within' if a['within_cost'] else 'above'}** the 1.5x budget (tokens).")
+    for a in v.get("refinement", {}).values():
+        what = ("schema-checked adaptive refinement (ours: only answers that do not fit the tool list are refined, "
+                "and the refine turn says why)" if a["policy"].startswith("checked")
+                else "adaptive refinement (the paper's: every answer, no feedback)")
+        lines.append(f"- {what[0].upper() + what[1:]}, `{a['policy']}`, on {a['arm']}: {a['fixes']} fixes, "
+                     f"{a['breaks']} breaks (net {a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**;"
+                     f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x "
+                     f"in wall time: **{'within' if a['within_cost'] else 'above'}** the 1.5x budget (tokens).")
     lines += ["", "## ToolACE-R iterations", "",
               "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
               "| steps | loss | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -274,7 +284,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f"{notes or ''} |")
     for arm, flips in report["transitions"].items():
         if flips["fixed"] or flips["broke"]:
-            lines += ["", f"## What adaptive refinement changed: {arm}", ""]
+            lines += ["", f"## What refinement changed: {arm}", ""]
             for kind in ("fixed", "broke"):
                 for f in flips[kind]:
                     lines.append(f"- {kind} `{f['id']}` (round {f['round']}): `{_md(f['before'])}` → "

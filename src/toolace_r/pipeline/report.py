@@ -170,7 +170,15 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
 
 def _stops_itself(policy: str) -> bool:
     """Whether a policy decides per item when to stop (adaptive, checked), not none or fixed:N."""
-    return policy.split(":")[0] in ("adaptive", "checked")
+    from toolace_r.refine import get_policy
+
+    return get_policy(policy).rounds is None
+
+
+def _checks_schema(policy: str) -> bool:
+    from toolace_r.refine import get_policy
+
+    return get_policy(policy).check
 
 
 def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None) -> dict[str, Any]:
@@ -253,7 +261,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f"{': not a significant difference' if pr['sign_test_p'] >= 0.05 else ''}).")
     for a in v.get("refinement", {}).values():
         what = ("schema-checked adaptive refinement (ours: only answers that do not fit the tool list are refined, "
-                "and the refine turn says why)" if a["policy"].startswith("checked")
+                "and the refine turn says why)" if _checks_schema(a["policy"])
                 else "adaptive refinement (the paper's: every answer, no feedback)")
         lines.append(f"- {what[0].upper() + what[1:]}, `{a['policy']}`, on {a['arm']}: {a['fixes']} fixes, "
                      f"{a['breaks']} breaks (net {a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**;"

@@ -88,21 +88,20 @@ def near_misses(example: Any, target: str, n: int, rng: random.Random,
     else:
         calls = parsed.calls
         for i, call in enumerate(calls):
-            for other in names:
-                if other != call.name:
-                    options.append(render(calls[:i] + [ToolCall(other, call.arguments)] + calls[i + 1:], "pythonic"))
+            def instead(*new: ToolCall) -> str:  # the answer with call i replaced by `new` (nothing: dropped)
+                return render(calls[:i] + list(new) + calls[i + 1:], "pythonic")
+
+            options += [instead(ToolCall(other, call.arguments)) for other in names if other != call.name]
             if "." in call.name:
-                short = call.name.rsplit(".", 1)[1]
-                options.append(render(calls[:i] + [ToolCall(short, call.arguments)] + calls[i + 1:], "pythonic"))
+                options.append(instead(ToolCall(call.name.rsplit(".", 1)[1], call.arguments)))
             if len(calls) > 1:
-                options.append(render(calls[:i] + calls[i + 1:], "pythonic"))
+                options.append(instead())
             for key, value in call.arguments.items():
                 variants = [{k: v for k, v in call.arguments.items() if k != key},
                             {(k + "_value" if k == key else k): v for k, v in call.arguments.items()}]
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     variants.append({**call.arguments, key: str(value)})
-                for args in variants:
-                    options.append(render(calls[:i] + [ToolCall(call.name, args)] + calls[i + 1:], "pythonic"))
+                options += [instead(ToolCall(call.name, args)) for args in variants]
     options = sorted(set(o for o in options if o != target and (only is None or only(o))))
     rng.shuffle(options)
     return options[:n]

@@ -3,7 +3,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from toolace_r.config import ConfigError, atomic_write_text, load_config, save_config
+from toolace_r.config import ConfigError, load_config, save_config
+from toolace_r.files import atomic_write_text
 
 
 @dataclass

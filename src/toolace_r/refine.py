@@ -30,7 +30,7 @@ import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from toolace_r.calls import ParseResult, ToolCall, canonical_answer, parse, render
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
@@ -530,16 +530,20 @@ def _plain(value: Any) -> Any:
 
 
 def _write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
-    from toolace_r.config import atomic_write_text
+    from toolace_r.files import write_jsonl
 
     path = Path(path)
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    write_jsonl(path, rows)
     return path
 
 
+def prediction_rows(traces: Iterable[Trace]) -> Iterator[dict[str, Any]]:
+    """BFCL-format predictions ({"id", "result"}), readable by `toolace-r eval --predictions`."""
+    return ({"id": t.id, "result": t.final} for t in traces)
+
+
 def write_predictions(traces: Iterable[Trace], path: str | Path) -> Path:
-    """BFCL-format predictions ({"id", "result"} lines), readable by `toolace-r eval --predictions`."""
-    return _write_jsonl(path, ({"id": t.id, "result": t.final} for t in traces))
+    return _write_jsonl(path, prediction_rows(traces))
 
 
 def write_traces(traces: Iterable[Trace], path: str | Path) -> Path:

@@ -232,22 +232,15 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     plus `run_config`: model, engine, data; and the examples' digest); metrics.json, results.jsonl and report.md for the final
     answers (as `eval --predictions` writes them) with a "refinement" block / section added; rounds.png.
     """
-    from toolace_r.config import atomic_write_text
-    from toolace_r.evaluation.runner import evaluate_predictions, write_outputs
-    from toolace_r.refine import write_predictions, write_traces
+    from toolace_r.evaluation.runner import evaluate_predictions, output_files
+    from toolace_r.files import dumps, dumps_lines, write_files
+    from toolace_r.refine import prediction_rows
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"predictions": write_predictions(result.traces, out / "predictions.jsonl"),
-             "traces": write_traces(result.traces, out / "traces.jsonl")}
     refine_config = result.config.to_dict()
     config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config}
-    paths["config"] = out / "config.json"
-    atomic_write_text(paths["config"], json.dumps(config, indent=2, ensure_ascii=False) + "\n")
-
     scored = evaluate_predictions(examples, {t.id: t.final for t in result.traces})
     scored.benchmark = benchmark
-    paths.update(write_outputs(scored, out))
     rounds = round_metrics(examples, result.traces)
     rounds["policy"] = refine_config["policy"]
     rounds["max_rounds"] = refine_config["max_rounds"]
@@ -256,9 +249,16 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     rounds["wall_seconds_by_round"] = [round(s, 3) for s in result.round_seconds]
     metrics = scored.metrics()
     metrics["refinement"] = rounds
-    atomic_write_text(paths["metrics"], json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-    report = paths["report"].read_text(encoding="utf-8")
-    atomic_write_text(paths["report"], report + render_rounds_markdown(rounds, refine_config))
+    files = output_files(scored, out)
+    report_path, report = files["report"]
+    files["report"] = (report_path, report + render_rounds_markdown(rounds, refine_config))
+    files["metrics"] = (files["metrics"][0], dumps(metrics, indent=2) + "\n")
+    files["predictions"] = (out / "predictions.jsonl", dumps_lines(prediction_rows(result.traces)))
+    files["traces"] = (out / "traces.jsonl", dumps_lines(t.to_dict() for t in result.traces))
+    files["config"] = (out / "config.json", dumps(config, indent=2) + "\n")
+    # Every text is rendered before any file changes: the run directory holds one run's outputs.
+    write_files(dict(files.values()))
+    paths = {key: path for key, (path, _) in files.items()}
     paths["plot"] = plot_rounds(rounds, out / "rounds.png", title=f"{benchmark}: refine {refine_config['policy']}")
     return RefineReport(paths, scored, rounds)
 

@@ -19,7 +19,6 @@ same parts are present, and says which are missing).
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -287,28 +286,22 @@ def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
 
 # --- writing ------------------------------------------------------------------------------------
 
-def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
-    """metrics.json, results.jsonl and report.md in `out_dir`, each written whole or not at all."""
+def output_files(result: EvalResult, out_dir: str | Path) -> dict[str, tuple[Path, str]]:
+    """The texts of metrics.json, results.jsonl and report.md, by key, with their paths."""
     from toolace_r.evaluation.report import render_markdown
+    from toolace_r.files import dumps, dumps_lines
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"metrics": out / "metrics.json", "results": out / "results.jsonl", "report": out / "report.md"}
-    _write_atomic(paths["metrics"], json.dumps(result.metrics(), indent=2, ensure_ascii=False) + "\n")
-    _write_atomic(paths["results"], "".join(json.dumps(item.to_dict(), ensure_ascii=False) + "\n"
-                                            for item in result.items))
-    _write_atomic(paths["report"], render_markdown(result))
-    return paths
+    return {"metrics": (out / "metrics.json", dumps(result.metrics(), indent=2) + "\n"),
+            "results": (out / "results.jsonl", dumps_lines(item.to_dict() for item in result.items)),
+            "report": (out / "report.md", render_markdown(result))}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # A temporary file beside the target, then a rename: readers see the old file or the new one.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.exists():
-            tmp.unlink()
-        raise
+def write_outputs(result: EvalResult, out_dir: str | Path) -> dict[str, Path]:
+    """metrics.json, results.jsonl and report.md in `out_dir`, written as one unit (`files.write_files`):
+    a failure while producing any of them leaves the previous files of `out_dir` as they were."""
+    from toolace_r.files import write_files
+
+    files = output_files(result, out_dir)
+    write_files(dict(files.values()))
+    return {key: path for key, (path, _) in files.items()}

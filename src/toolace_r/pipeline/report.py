@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolace_r.config import atomic_write_text
+from toolace_r.files import dumps, write_files
 
 SUMMARY = "overall"
 
@@ -159,8 +159,8 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
     control = root / "control" / "control.json"
     if control.exists():
         report["control"] = _load(control)
-    atomic_write_text(root / "report.json", json.dumps(report, indent=1) + "\n")
-    atomic_write_text(root / "report.md", render_markdown(report))
+    write_files({root / "report.json": dumps(report, indent=1) + "\n",
+                 root / "report.md": render_markdown(report)})
     try:
         plot_report(report, root / "report.png")
     except Exception as exc:  # the JSON and markdown are the record; a figure is a convenience

@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from toolace_r.config import atomic_write_text, save_config, to_dict
+from toolace_r.config import save_config, to_dict
+from toolace_r.files import write_json
 from toolace_r.training.loop import (
     clear_marker,
     finish_phase,
@@ -68,7 +69,7 @@ class Pipeline:
     def _record_stage(self, name: str, **fields: Any) -> None:
         stages = self._stages()
         stages[name] = fields
-        atomic_write_text(self.stages_path, json.dumps(stages, indent=1) + "\n")
+        write_json(self.stages_path, stages)
 
     # - the run -
     def run(self) -> dict[str, Any]:
@@ -155,7 +156,7 @@ class Pipeline:
         if not phase_done(d, "corpus", inputs):
             rows, info = control_corpus(self.base_model, cfg, target)
             write_corpus(d / "corpus.jsonl", rows)
-            atomic_write_text(d / "control.json", json.dumps(info, indent=1) + "\n")
+            write_json(d / "control.json", info)
             finish_phase(d, "corpus", inputs, ["corpus.jsonl", "control.json"])
         rows = read_corpus(d / "corpus.jsonl")
         train_inputs = {"corpus": hash_file(d / "corpus.jsonl"), **inputs}
@@ -167,7 +168,7 @@ class Pipeline:
             start = time.perf_counter()
             # The same training step as the ToolACE-R iterations (launcher, checkpoint resume included).
             result = train_resumable(self.base_model, rows, d, sft_cfg, train_inputs, cfg.progress)
-            atomic_write_text(d / "train.json", json.dumps(result, indent=1) + "\n")
+            write_json(d / "train.json", result)
             finish_phase(d, "train", train_inputs, ["train.json", "model"])
             self._record_stage("control", seconds=round(time.perf_counter() - start, 2),
                                train_tokens=info["train_tokens"], rows=len(rows), target_tokens=target)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from toolace_r.calls import ToolCall, parse, render
-from toolace_r.config import atomic_write_text
+from toolace_r.files import write_jsonl
 from toolace_r.prompts import PromptConfig, render_pair
 from toolace_r.tools import answer_problems, feedback_text
 
@@ -129,7 +129,7 @@ def corpus_counts(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 def write_corpus(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl(path, rows)
 
 
 def read_corpus(path: str | Path) -> list[dict[str, Any]]:

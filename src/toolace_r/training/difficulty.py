@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from toolace_r.calls import parse, render
-from toolace_r.config import atomic_write_text
+from toolace_r.files import write_jsonl
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
 from toolace_r.prompts import PromptConfig, render_example, render_pair
@@ -130,7 +130,7 @@ def _bar(enabled: bool, total: int, desc: str):
 
 
 def write_samples(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(path, records)
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:

@@ -26,7 +26,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolace_r.config import atomic_write_text, to_dict
+from toolace_r.config import to_dict
+from toolace_r.files import write_json
 
 from .config import SFTStageConfig
 
@@ -140,7 +141,7 @@ def train(model_dir: str, rows: Sequence[dict[str, Any]], corpus_path: str | Pat
     work = Path(work_dir)
     job = {"model_dir": str(model_dir), "corpus": str(Path(corpus_path).resolve()), "sft": to_dict(cfg),
            "resume": resume, "progress": progress}
-    atomic_write_text(work / TRAIN_JOB, json.dumps(job, indent=1) + "\n")
+    write_json(work / TRAIN_JOB, job)
     (work / TRAIN_RESULT).unlink(missing_ok=True)  # only this run's result may be read back
     n = cfg.num_processes if cfg.launcher == "accelerate" else 1
     cmd = worker_command(["train", "--dir", str(work.resolve())], cfg.launcher, n, cfg.accelerate_config,
@@ -186,7 +187,7 @@ def sample(run: Any, model_dir: str, it: int, iter_dir: str | Path) -> list[dict
     job = {"config": to_dict(run.cfg), "model_dir": str(model_dir), "iteration": it,
            "items_hash": run.items_hash, "ids": [ex.id for ex in run.examples], "num_shards": n_shards,
            "progress": run.progress}
-    atomic_write_text(d / SAMPLE_JOB, json.dumps(job) + "\n")
+    write_json(d / SAMPLE_JOB, job, indent=None)
     running = []
     for i in range(n_shards):
         extra = {"CUDA_VISIBLE_DEVICES": shard_gpus(i, cfg.gpus_per_process)} if cfg.gpus_per_process > 0 else {}

@@ -23,7 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-from toolace_r.config import atomic_write_text, save_config
+from toolace_r.config import save_config
+from toolace_r.files import write_json
 
 from . import corpus as corpus_mod
 from . import difficulty, launch, selection
@@ -86,7 +87,7 @@ def finish_phase(d: Path, phase: str, inputs: dict[str, Any], outputs: list[str]
     started = _STARTED.pop((str(d), phase), None)
     if started is not None:
         marker["seconds"] = round(time.perf_counter() - started, 2)
-    atomic_write_text(_marker(d, phase), json.dumps(marker, indent=1) + "\n")
+    write_json(_marker(d, phase), marker)
 
 
 def clear_marker(d: Path, phase: str) -> None:
@@ -108,7 +109,7 @@ def train_resumable(model_dir: str, rows: list, d: Path, sft_cfg: Any, inputs: d
     same = (d / "train.inputs.json").exists() and json.loads((d / "train.inputs.json").read_text()) == inputs
     if not same and (d / "checkpoints").exists():
         shutil.rmtree(d / "checkpoints")  # checkpoints of other inputs must not be resumed
-    atomic_write_text(d / "train.inputs.json", json.dumps(inputs) + "\n")
+    write_json(d / "train.inputs.json", inputs, indent=None)
     result = launch.train(model_dir, rows, d / "corpus.jsonl", d, sft_cfg, resume=same, progress=progress)
     result["model_dir"] = str(d / "model")
     return result
@@ -242,8 +243,8 @@ class TrainingRun:
         summary = {"base_eval": base_eval, "iterations": iterations, "stop_reason": stop_reason,
                    "final_model": str(model_dir),
                    "final_selection": prev_sel["selected"] if prev_sel else []}
-        atomic_write_text(self.root / "summary.json", json.dumps(summary, indent=1) + "\n")
-        atomic_write_text(self.root / "manifest.json", json.dumps(self.manifest, indent=1) + "\n")
+        write_json(self.root / "summary.json", summary)
+        write_json(self.root / "manifest.json", self.manifest)
         try:
             plot_summary(summary, self.root / "summary.png")
         except Exception as exc:  # a figure is a convenience; the JSON above is the record
@@ -275,7 +276,7 @@ class TrainingRun:
             ever = set(prev_sel["ever_solved"]) if prev_sel else set()
             sel = selection.select(records, cfg.selection, ever,
                                    prev_sel["selected"] if prev_sel else None, it)
-            atomic_write_text(d / "selection.json", json.dumps(sel, indent=1) + "\n")
+            write_json(d / "selection.json", sel)
             finish_phase(d, "select", inputs, ["selection.json"])
         sel = json.loads((d / "selection.json").read_text(encoding="utf-8"))
         metrics = {"iteration": it, "model_in": str(model_in), "items": len(records),
@@ -310,7 +311,7 @@ class TrainingRun:
             else:
                 result = {"train_loss": None, "losses": [], "steps": 0, "examples": 0, "model_dir": str(model_in),
                           "note": "empty corpus: the model is unchanged"}
-            atomic_write_text(d / "train.json", json.dumps(result, indent=1) + "\n")
+            write_json(d / "train.json", result)
             finish_phase(d, "train", inputs, ["train.json"] + (["model"] if rows else []))
         train = json.loads((d / "train.json").read_text(encoding="utf-8"))
         metrics.update(train_loss=train["train_loss"], train_steps=train["steps"])
@@ -331,12 +332,12 @@ class TrainingRun:
         if not phase_done(d, "eval", inputs):
             clear_marker(d, "eval")
             self.echo(f"[{d.name}] evaluating on {len(self.eval_examples)} held-out items")
-            atomic_write_text(d / "eval.json", json.dumps(self._evaluate(model_dir), indent=1) + "\n")
+            write_json(d / "eval.json", self._evaluate(model_dir))
             finish_phase(d, "eval", inputs, ["eval.json"])
         return json.loads((d / "eval.json").read_text(encoding="utf-8"))["accuracy"]
 
     def _finish_iteration(self, d: Path, it: int, metrics: dict[str, Any]) -> None:
-        atomic_write_text(d / "metrics.json", json.dumps(metrics, indent=1) + "\n")
+        write_json(d / "metrics.json", metrics)
         phases = {}
         for phase in PHASES:
             if _marker(d, phase).exists():

@@ -16,7 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from toolace_r.config import atomic_write_text, from_dict
+from toolace_r.config import from_dict
+from toolace_r.files import write_json
 
 from . import launch
 
@@ -31,7 +32,7 @@ def run_train(iter_dir: Path) -> int:
             if line.strip()]
     result = sft.train_sft(job["model_dir"], rows, iter_dir, cfg, resume=job["resume"], progress=job["progress"])
     if sft.world_size() == 1 or _rank() == 0:
-        atomic_write_text(iter_dir / launch.TRAIN_RESULT, json.dumps(result, indent=1) + "\n")
+        write_json(iter_dir / launch.TRAIN_RESULT, result)
     return 0
 
 

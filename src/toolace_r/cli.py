@@ -6,13 +6,25 @@ calls into the library. Library imports happen inside handlers so `toolace-r --h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any, Callable
 
 
 def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    from toolace_r.files import dumps
+
+    sys.stdout.write(dumps(obj) + "\n")
+
+
+def _count(text: str) -> int:
+    """An argparse type: a whole number >= 0 (a negative --limit is a mistake, not "no limit")."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
 
 
 # --- parse ---------------------------------------------------------------------------------------
@@ -46,7 +58,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     convert.add_argument("source", help=source_help)
     convert.add_argument("out", help="the .jsonl file to write")
     for q in (show, convert):
-        q.add_argument("--limit", type=int, default=None, help="at most this many examples")
+        q.add_argument("--limit", type=_count, default=None, help="at most this many examples")
         q.add_argument("--skip-invalid", action="store_true", help="skip malformed records (listed on stderr)")
     show.set_defaults(func=_cmd_data_show)
     convert.set_defaults(func=_cmd_data_convert)
@@ -69,7 +81,9 @@ def _cmd_data_show(args: argparse.Namespace) -> int:
 
 def _cmd_data_convert(args: argparse.Namespace) -> int:
     from toolace_r.data import write_jsonl
+    from toolace_r.files import writable_file
 
+    writable_file(args.out)  # before reading: a wrong path fails at once
     examples = _cmd_data_examples(args)
     written = write_jsonl(examples, args.out)
     left_out = len(examples) - written
@@ -130,7 +144,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="directory for metrics.json, results.jsonl, report.md (with "
                                                 "--model also predictions.jsonl, traces.jsonl, config.json, rounds.png)")
     p.add_argument("--data-dir", default=None, help="benchmark data dir (default: the installed bfcl-eval wheel)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many examples per category")
+    p.add_argument("--limit", type=_count, default=None, help="at most this many examples per category")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -140,12 +154,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from toolace_r.evaluation.report import render_table
     from toolace_r.evaluation.rounds import benchmark_slice
 
+    from toolace_r.files import writable_dir
+
     if args.model:
         return _cmd_eval_model(args)
     if not args.predictions:
         raise ValueError("--predictions is required (or --model, to generate them)")
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     predictions = load_predictions(args.predictions)
+    writable_dir(args.out, "--out")
     result = evaluate_predictions(examples, predictions)
     result.benchmark = args.benchmark
     paths = write_outputs(result, args.out)
@@ -192,8 +209,11 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
 
     if args.predictions:
         raise ValueError("give --predictions (score a file) or --model (generate and score), not both")
+    from toolace_r.files import writable_dir
+
     cfg = _refine_config(args)
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
+    writable_dir(args.out, "--out")  # before generating: nothing computed is lost to a wrong path
     sys.stderr.write(f"eval: {len(examples)} examples, model {args.model} ({args.engine} engine), "
                      f"refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
     with engine_from_args(args, model=args.model) as engine:
@@ -218,7 +238,7 @@ def _add_refine(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", metavar="SOURCE", help='a dataset source, e.g. "bfcl:simple_python"')
     p.add_argument("--out", help="with --data: the predictions file to write (BFCL format)")
     p.add_argument("--traces", help="with --data: the traces file (default: beside --out, .traces.jsonl)")
-    p.add_argument("--limit", type=int, default=None, help="with --data: at most this many examples")
+    p.add_argument("--limit", type=_count, default=None, help="with --data: at most this many examples")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_refine)
 
@@ -262,9 +282,12 @@ def _cmd_refine_data(args: argparse.Namespace) -> int:
     from toolace_r.engines import engine_from_args
     from toolace_r.refine import refine, write_predictions, write_traces
 
+    from toolace_r.files import writable_file
+
+    out = writable_file(args.out, "--out")
+    traces_path = writable_file(args.traces if args.traces else out.with_name(out.stem + ".traces.jsonl"),
+                                "traces file")
     examples = load(args.data, limit=args.limit)
-    out = Path(args.out)
-    traces_path = Path(args.traces) if args.traces else out.with_name(out.stem + ".traces.jsonl")
     cfg = _refine_config(args)
     sys.stderr.write(f"refine: {len(examples)} examples, policy {cfg.policy}; writing {out} and {traces_path}\n")
     with engine_from_args(args, model=args.model) as engine:
@@ -295,7 +318,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from toolace_r.config import load_config
     from toolace_r.training import TrainConfig, run_training
 
+    from toolace_r.files import writable_dir
+
     cfg = load_config(TrainConfig, args.config, args.overrides)
+    writable_dir(args.output_dir or cfg.output_dir, "the run directory")
     summary = run_training(cfg, output_dir=args.output_dir, resume=args.resume)
     _print_json({"stop_reason": summary["stop_reason"], "final_model": summary["final_model"],
                  "iterations": len(summary["iterations"])})
@@ -382,11 +408,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from toolace_r.config import load_config
     from toolace_r.pipeline import PipelineConfig, run_pipeline
 
-    cfg = load_config(PipelineConfig, args.config, args.overrides)
-    report = run_pipeline(cfg, args.output_dir)
-    out = args.output_dir or cfg.output_dir
     from pathlib import Path
 
+    from toolace_r.files import writable_dir
+
+    cfg = load_config(PipelineConfig, args.config, args.overrides)
+    out = args.output_dir or cfg.output_dir
+    writable_dir(out, "the output directory")
+    report = run_pipeline(cfg, args.output_dir)
     sys.stdout.write((Path(out) / "report.md").read_text(encoding="utf-8"))
     return 0 if report else 1
 
@@ -414,16 +443,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return f"input nested too deeply to read ({exc})"
+    if isinstance(exc, OSError) and exc.strerror and exc.filename is not None:
+        return f"{exc.filename}: {exc.strerror}"  # "[Errno 21] Is a directory: 'x'" reads worse
+    return str(exc) or type(exc).__name__
+
+
 def main(argv: list[str] | None = None) -> int:
     from toolace_r.engines.base import EngineError
 
+    for stream in (sys.stdout, sys.stderr):
+        # Text that cannot be encoded (lone surrogates from a model or from argv) is escaped, not fatal.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, FileNotFoundError, KeyError, EngineError) as exc:  # one clear line, no trace
-        sys.stderr.write(f"toolace-r {args.command}: error: {exc}\n")
+    # The one error boundary: a person's mistake or the machine's refusal is one line and exit status 2.
+    except (OSError, ValueError, RecursionError, KeyError, EngineError) as exc:
+        sys.stderr.write(f"toolace-r {args.command}: error: {_error_line(exc)}\n")
         return 2
 
 

@@ -101,3 +101,38 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
     """JSON lines, written atomically."""
     atomic_write_text(path, dumps_lines(records))
+
+
+def writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:
+    """Create `path` if needed and check that files can be written in it, before any long work starts.
+
+    Raises OSError subclasses whose message names the path and the reason: a file where the
+    directory should be, a file among its parents, no permission to write.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path}: is a file, expected a directory")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"{what} {path}: {parent} is a file, not a directory")
+            break
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-check.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except PermissionError:
+        raise PermissionError(f"{what} {path}: not writable (permission denied)") from None
+    except OSError as exc:
+        raise type(exc)(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def writable_file(path: str | os.PathLike, what: str = "output file") -> Path:
+    """Check that `path` can be written as a file (its folder is checked like `writable_dir`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{what} {path}: is a directory, expected a file name")
+    writable_dir(path.parent, f"the folder of the {what}")
+    return path

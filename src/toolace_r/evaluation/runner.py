@@ -22,10 +22,11 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from toolace_r.calls import ParseResult, ToolCall
+from toolace_r.calls import MAX_DEPTH, ParseResult, ToolCall
 from toolace_r.evaluation.checker import check
+from toolace_r.files import dumps
 
 @dataclass
 class Aggregate:
@@ -137,28 +138,55 @@ def load_predictions(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     out: dict[str, Any] = {}
     first_line: dict[str, int] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected an object {{\"id\": ..., \"result\": ...}}, got "
-                                 f"{type(record).__name__}")
-            if "id" not in record or not isinstance(record["id"], (str, int)):
-                raise ValueError(f"{where}: field 'id': expected a string")
-            if "result" not in record:
-                raise ValueError(f"{where}: field 'result': missing (expected the model's text or a list of calls)")
-            key = str(record["id"])
-            if key in out:
-                raise ValueError(f"{where}: id {key!r} already given on line {first_line[key]}")
-            out[key] = _prediction(record["result"], where)
-            first_line[key] = n
+    for n, line in _lines(path):
+        if not line.strip():
+            continue
+        where = f"{path}:{n}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; nesting past Python's stack
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise ValueError(f"{where}: not readable JSON ({reason})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{where}: expected an object {{\"id\": ..., \"result\": ...}}, got "
+                             f"{type(record).__name__}")
+        if "id" not in record or not isinstance(record["id"], (str, int)):
+            raise ValueError(f"{where}: field 'id': expected a string")
+        if "result" not in record:
+            raise ValueError(f"{where}: field 'result': missing (expected the model's text or a list of calls)")
+        key = str(record["id"])
+        if key in out:
+            raise ValueError(f"{where}: id {key!r} already given on line {first_line[key]}")
+        out[key] = _prediction(record["result"], where)
+        first_line[key] = n
     return out
+
+
+MAX_PREDICTION_LINE_BYTES = 8 << 20  # a model answer is at most 64 KiB of text (calls.MAX_INPUT_CHARS)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a regular UTF-8 file, each line bounded in size and decoded on its own."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected a JSONL file of predictions")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file" if not path.exists() else
+                                f"{path}: not a regular file, expected a JSONL file of predictions")
+    with open(path, "rb") as fh:
+        n = 0
+        while True:
+            raw = fh.readline(MAX_PREDICTION_LINE_BYTES + 1)
+            if not raw:
+                return
+            n += 1
+            if len(raw) > MAX_PREDICTION_LINE_BYTES:
+                raise ValueError(f"{path}:{n}: line longer than {MAX_PREDICTION_LINE_BYTES} bytes")
+            try:
+                yield n, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise ValueError(f"{path}:{n}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
 
 
 def _prediction(result: Any, where: str) -> Any:
@@ -185,15 +213,34 @@ def _call(item: Any, where: str) -> ToolCall | ParseResult:
         ((name, args),) = item.items()
     else:
         raise ValueError(f"{where}: expected {{\"name\": ..., \"arguments\": {{...}}}} or {{function: {{...}}}}, "
-                         f"got {json.dumps(item)[:80]}")
+                         f"got {dumps(item)[:80]}")
     if isinstance(args, str):  # OpenAI style: arguments as a JSON string
         try:
             args = json.loads(args) if args.strip() else {}
         except json.JSONDecodeError as exc:
             return ParseResult(format="json", error=f"arguments of {name!r} are not valid JSON: {exc.msg}")
+        except (ValueError, RecursionError):
+            return ParseResult(format="json", error=f"arguments of {name!r} are not readable JSON (too large "
+                                                    "a number or too deep)")
     if not isinstance(args, dict):
         return ParseResult(format="json", error=f"arguments of {name!r} are {type(args).__name__}, not an object")
+    if _depth(args) > MAX_DEPTH:  # the same bound as for parsed answers: the checker never recurses past it
+        return ParseResult(format="json", error=f"arguments of {name!r} nested deeper than {MAX_DEPTH} levels")
     return ToolCall(name, args)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of lists and dicts, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, dict):
+            v = list(v.values())
+        if isinstance(v, list):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:  # deeper is already too deep: stop walking
+                stack.extend((x, d + 1) for x in v)
+    return deepest
 
 
 # --- benchmarks -----------------------------------------------------------------------------------

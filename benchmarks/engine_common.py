@@ -6,7 +6,6 @@ warms up before timing, and writes its figures to benchmarks/results/<name>.json
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from pathlib import Path
@@ -95,9 +94,9 @@ def write_results(name: str, figures: dict[str, Any]) -> Path:
                     "python": platform.python_version(), "torch": torch.__version__},
         **figures,
     }
+    from toolace_r.files import write_json
+
     path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_json(path, figures, indent=2)  # strict JSON: a mode with no samples writes null, not NaN
     print(f"wrote {path}")
     return path

@@ -6,6 +6,7 @@ to fail with given HTTP statuses a number of times, and to be slow, and counts c
 """
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -17,7 +18,7 @@ pytest.importorskip("openai")
 fastapi = pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
-from fastapi.responses import JSONResponse  # noqa: E402
+from fastapi.responses import JSONResponse, Response  # noqa: E402
 
 from toolace_r.engines import EngineError, GenerationRequest, SamplingParams, get_engine  # noqa: E402
 from toolace_r.engines.openai import OpenAIEngine  # noqa: E402
@@ -30,6 +31,7 @@ class FakeState:
     def reset(self) -> None:
         self.failures: list[int] = []  # statuses to answer with, one per request, before succeeding
         self.retry_after: str | None = None
+        self.raw: tuple[bytes, str] | None = None  # (body, content type) every POST answers with, status 200
         self.delay = 0.0
         self.received: list[tuple[str, dict[str, Any]]] = []
         self.in_flight = 0
@@ -43,6 +45,8 @@ def make_app(state: FakeState):
     def enter(path: str, body: dict[str, Any]):
         with state.lock:
             state.received.append((path, body))
+            if state.raw is not None:
+                return Response(state.raw[0], 200, media_type=state.raw[1])
             if state.failures:
                 status = state.failures.pop(0)
                 headers = {"retry-after": state.retry_after} if state.retry_after else {}
@@ -67,6 +71,8 @@ def make_app(state: FakeState):
 
     @app.get("/v1/models")
     def models():
+        if state.raw is not None:
+            return Response(state.raw[0], 200, media_type=state.raw[1])
         return {"object": "list", "data": [{"id": "fake-model", "object": "model", "created": 0, "owned_by": "me"}]}
 
     @app.post("/v1/completions")
@@ -266,6 +272,64 @@ def test_concurrency_is_bounded(fake):
     assert [r.texts[0] for r in results] == [f"[f(x=0)]<<p{i}>>" for i in range(9)]  # request order kept
     assert 2 <= state.max_in_flight <= 3
     assert elapsed < 9 * 0.15  # ran in parallel
+
+
+MALFORMED = {
+    "not JSON": (b"<html>proxy error</html>", "text/html", "is not JSON"),
+    "truncated": (b'{"choices": [{"index": 0', "application/json", "is not JSON"),
+    "null": (b"null", "application/json", "is not a JSON object (got null)"),
+    "no choices": (b'{"id": "x"}', "application/json", "has no choices (got null)"),
+    "empty choices": (b'{"choices": []}', "application/json", "has no choices (got an empty array)"),
+    "choice not an object": (b'{"choices": [3]}', "application/json", "choices[0] is not an object"),
+    "bad index": (b'{"choices": [{"index": "0", "text": "a", "message": {"content": "a"}}]}', "application/json",
+                  "choices[0].index is not an integer"),
+    "non-string text": (b'{"choices": [{"index": 0, "text": 5, "message": {"content": 5}}]}', "application/json",
+                        "is not a string"),
+    "missing text/message": (b'{"choices": [{"index": 0, "finish_reason": "stop"}]}', "application/json",
+                             "choices[0]"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+@pytest.mark.parametrize("api", ["completions", "chat"])
+def test_a_malformed_reply_is_an_engine_error_and_not_retried(fake, case, api):
+    url, state = fake
+    body, kind, says = MALFORMED[case]
+    state.raw = (body, kind)
+    request = (GenerationRequest(prompt="abc") if api == "completions"
+               else GenerationRequest(messages=[{"role": "user", "content": "abc"}]))
+    with pytest.raises(EngineError, match=re.escape(says)) as err:
+        make(url, model="m", max_retries=3).generate([request])
+    assert url in str(err.value)
+    assert len(state.received) == 1
+
+
+def test_a_malformed_reply_to_chat_tool_calls_is_an_engine_error(fake):
+    url, state = fake
+    state.raw = (b'{"choices": [{"index": 0, "message": {"content": null, "tool_calls": [{"function": '
+                 b'{"name": 5, "arguments": 7}}]}}]}', "application/json")
+    with pytest.raises(EngineError, match=r"tool_calls\[0\] has no function name"):
+        make(url, model="m").generate([GenerationRequest(messages=[{"role": "user", "content": "abc"}])])
+
+
+@pytest.mark.parametrize("reply, says", [(b"null", "is not a JSON object"), (b'{"data": []}', "lists no models"),
+                                         (b'{"data": [{"object": "model"}]}', "without an id")])
+def test_a_broken_model_list_is_an_engine_error(fake, reply, says):
+    url, state = fake
+    state.raw = (reply, "application/json")
+    with pytest.raises(EngineError, match=says):
+        make(url).model_name()
+
+
+def test_lone_surrogates_are_replaced_in_what_is_sent_and_received(fake):
+    url, state = fake
+    [result] = make(url, model="m").generate([GenerationRequest(prompt="x\ud800y")])
+    assert state.received[-1][1]["prompt"] == "x\ufffdy"
+    assert "\ufffd" in result.texts[0]
+    state.raw = (b'{"choices": [{"index": 0, "message": {"content": "a\\ud800b"}}]}', "application/json")
+    [result] = make(url, model="m").generate([GenerationRequest(messages=[{"role": "user", "content": "\udfff"}])])
+    assert result.texts == ["a\ufffdb"]
+    assert state.received[-1][1]["messages"] == [{"role": "user", "content": "\ufffd"}]
 
 
 def test_config_validation():

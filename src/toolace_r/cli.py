@@ -356,6 +356,17 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=int, default=1 << 20, help="largest request body (default 1 MiB)")
     p.add_argument("--max-tools", type=int, default=128)
     p.add_argument("--max-messages", type=int, default=256)
+    p.add_argument("--max-connections", type=int, default=512,
+                   help="open connections answered; a request on one more gets 503 (default 512)")
+    p.add_argument("--keep-alive-timeout", type=float, default=5.0,
+                   help="seconds an idle connection stays open (default 5)")
+    p.add_argument("--header-timeout", type=float, default=10.0,
+                   help="seconds a request head may take to arrive; else 408 and closed (default 10)")
+    p.add_argument("--body-timeout", type=float, default=30.0,
+                   help="seconds a request body may take to arrive; else 408 and closed (default 30)")
+    p.add_argument("--max-header-bytes", type=int, default=16 * 1024, help="largest request head (default 16 KiB)")
+    p.add_argument("--docs", action="store_true",
+                   help="serve /docs, /redoc and /openapi.json (behind --api-key when set; default off)")
     p.add_argument("--engine-option", action="append", default=[], metavar="KEY=VALUE",
                    help="an engine config field, e.g. batch_size=16, num_threads=2 (repeatable)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -375,7 +386,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         refine=args.refine, max_rounds=args.max_rounds, max_rounds_cap=args.max_rounds_cap, guard=args.guard,
         default_max_tokens=args.max_tokens, max_tokens_cap=args.max_tokens_cap, max_body_bytes=args.max_body_bytes,
         max_tools=args.max_tools, max_messages=args.max_messages, max_batch=args.max_batch,
-        batch_wait_ms=args.batch_wait_ms,
+        batch_wait_ms=args.batch_wait_ms, max_connections=args.max_connections,
+        keep_alive_timeout=args.keep_alive_timeout, header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout, max_header_bytes=args.max_header_bytes, docs=args.docs,
     )
     engine, tokenizer, batching = build_backend(
         args.model, upstream=args.upstream, upstream_model=args.upstream_model,

@@ -10,17 +10,26 @@ Requests run on a thread pool bounded by `concurrency`; each is retried with exp
 (honouring Retry-After) on 429, 5xx, timeouts and dropped connections, while other 4xx errors and
 authentication failures stop at once with a message that says what to fix. The client's own retry
 loop is switched off so that the policy here is the only one and can be configured and tested.
+
+Replies are read from their JSON text and checked here, not through the client's typed objects
+(which accept anything): a reply that is not JSON, not an object, has no choices or a choice
+without its text is an EngineError naming what is wrong, never an AttributeError further on. Lone
+surrogates (which JSON escapes can carry but no UTF-8 request body can) become U+FFFD in the text
+sent and received, so an answer fed back into the next refinement round can always be sent.
 """
 from __future__ import annotations
 
 import json
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Sequence
+
+from toolace_r.files import dumps
 
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult
 
@@ -107,10 +116,16 @@ class OpenAIEngine(Engine):
         """The configured model, else the first one the server lists."""
         with self._lock:
             if self._model is None:
-                models = self._with_retries(lambda: self.client.models.list()).data
-                if not models:
+                reply = _reply_json(self._with_retries(lambda: self.client.models.with_raw_response.list()),
+                                    self.config.base_url, "model list")
+                models = reply.get("data")
+                if not isinstance(models, list) or not models:
                     raise EngineError(f"the server at {self.config.base_url} lists no models; set model=...")
-                self._model = models[0].id
+                first = models[0].get("id") if isinstance(models[0], dict) else None
+                if not isinstance(first, str) or not first:
+                    raise EngineError(f"the server at {self.config.base_url} lists a model without an id; "
+                                      "set model=...")
+                self._model = first
             return self._model
 
     def close(self) -> None:
@@ -133,18 +148,20 @@ class OpenAIEngine(Engine):
         if use_chat:
             if request.messages is None:
                 raise ValueError("the chat API needs request.messages")
-            kwargs = dict(common, messages=request.messages)
+            kwargs = dict(common, messages=_clean(request.messages))
             if request.tools:
                 kwargs["tools"] = [_openai_tool(t) for t in request.tools]
-            response = self.client.chat.completions.create(**kwargs)
-            texts = [(c.index, _chat_text(c.message), c.finish_reason) for c in response.choices]
+            raw = self.client.chat.completions.with_raw_response.create(**kwargs)
+            what = "chat completion"
         else:
             if not has_prompt:
                 raise ValueError("the completions API needs request.prompt or request.prompt_ids")
-            prompt = request.prompt_ids if request.prompt_ids is not None else request.prompt
-            response = self.client.completions.create(prompt=prompt, **common)
-            texts = [(c.index, c.text or "", c.finish_reason) for c in response.choices]
-        return _result(sorted(texts, key=lambda t: t[0]), response.usage)
+            prompt = request.prompt_ids if request.prompt_ids is not None else _clean(request.prompt)
+            raw = self.client.completions.with_raw_response.create(prompt=prompt, **common)
+            what = "completion"
+        reply = _reply_json(raw, self.config.base_url, what)
+        texts = _reply_texts(reply, chat=use_chat, where=f"the {what} from {self.config.base_url}")
+        return _result(sorted(texts, key=lambda t: t[0]), reply.get("usage"))
 
     def _with_retries(self, call):
         openai = self._openai
@@ -189,17 +206,91 @@ class OpenAIEngine(Engine):
         return wait * (0.5 + random.random() / 2)  # jitter, so parallel workers do not retry in step
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(value: Any) -> Any:
+    """Strings (in lists and dicts too) with lone surrogates replaced by U+FFFD; a str holds no
+    valid pairs, json.loads joins them into one character."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    return value
+
+
+def _reply_json(raw: Any, base_url: str, what: str) -> dict[str, Any]:
+    """The JSON object of a successful reply; anything else is the upstream's fault (EngineError)."""
+    where = f"the {what} from {base_url}"
+    try:
+        data = json.loads(raw.content)
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        raise EngineError(f"{where} is not JSON ({type(exc).__name__}: {_short(exc)})") from None
+    if not isinstance(data, dict):
+        raise EngineError(f"{where} is not a JSON object (got {_json_kind(data)})")
+    return data
+
+
+def _reply_texts(reply: dict[str, Any], *, chat: bool, where: str) -> list[tuple[int, str, str | None]]:
+    """(index, text, finish_reason) of each choice of a checked reply."""
+    choices = reply.get("choices")
+    if not isinstance(choices, list) or not choices:
+        raise EngineError(f"{where} has no choices (got {_json_kind(choices)})")
+    out = []
+    for k, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise EngineError(f"{where}: choices[{k}] is not an object (got {_json_kind(choice)})")
+        index = choice.get("index", k)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise EngineError(f"{where}: choices[{k}].index is not an integer")
+        reason = choice.get("finish_reason")
+        reason = reason if isinstance(reason, str) else None
+        if chat:
+            message = choice.get("message")
+            if not isinstance(message, dict):
+                raise EngineError(f"{where}: choices[{k}] has no message (got {_json_kind(message)})")
+            text = _chat_text(message, f"{where}: choices[{k}].message")
+        else:
+            text = choice.get("text")
+            if not isinstance(text, str):
+                raise EngineError(f"{where}: choices[{k}].text is not a string (got {_json_kind(text)})")
+        out.append((index, _clean(text), reason))
+    return out
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if value == [] or value == {}:
+        return f"an empty {'array' if isinstance(value, list) else 'object'}"
+    return {dict: "an object", list: "an array", str: "a string", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)
+
+
+def _short(exc: Exception, limit: int = 200) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _count(obj: Any, key: str) -> int:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
+
+
 def _result(choices: list[tuple[int, str, str | None]], usage: Any) -> GenerationResult:
     """Completions with the request's token usage spread by the shared-prefill rule (base.py).
 
     Servers report one total of completion tokens for all n choices; it is split evenly (the first
-    choices take the remainder), so only the sum is exact when n > 1.
+    choices take the remainder), so only the sum is exact when n > 1. Missing or odd counts are 0.
     """
     n = len(choices)
-    prompt = getattr(usage, "prompt_tokens", 0) or 0
-    details = getattr(usage, "prompt_tokens_details", None)
-    cached = (getattr(details, "cached_tokens", 0) or 0) if details is not None else 0
-    total = getattr(usage, "completion_tokens", 0) or 0
+    prompt = _count(usage, "prompt_tokens")
+    cached = _count(usage.get("prompt_tokens_details") if isinstance(usage, dict) else None, "cached_tokens")
+    total = _count(usage, "completion_tokens")
     share, extra = divmod(total, n) if n else (0, 0)
     completions = []
     for i, (_, text, reason) in enumerate(choices):
@@ -211,19 +302,31 @@ def _result(choices: list[tuple[int, str, str | None]], usage: Any) -> Generatio
     return GenerationResult(completions)
 
 
-def _chat_text(message: Any) -> str:
+def _chat_text(message: dict[str, Any], where: str) -> str:
     """The answer text; tool calls the server parsed become a JSON list of {"name", "arguments"}."""
-    calls = getattr(message, "tool_calls", None) or []
-    if calls and not (message.content or "").strip():
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise EngineError(f"{where}.content is not a string (got {_json_kind(content)})")
+    calls = message.get("tool_calls") or []
+    if calls and not (content or "").strip():
+        if not isinstance(calls, list):
+            raise EngineError(f"{where}.tool_calls is not an array (got {_json_kind(calls)})")
         out = []
-        for call in calls:
-            try:
-                arguments = json.loads(call.function.arguments or "{}")
-            except json.JSONDecodeError:
-                arguments = call.function.arguments  # keep it: the parser reports it as an error
-            out.append({"name": call.function.name, "arguments": arguments})
-        return json.dumps(out, ensure_ascii=False)
-    return message.content or ""
+        for j, call in enumerate(calls):
+            function = call.get("function") if isinstance(call, dict) else None
+            name = function.get("name") if isinstance(function, dict) else None
+            if not isinstance(name, str):
+                raise EngineError(f"{where}.tool_calls[{j}] has no function name")
+            arguments = function.get("arguments") or "{}"
+            if isinstance(arguments, str):
+                try:
+                    arguments = json.loads(arguments)
+                except (ValueError, RecursionError):
+                    pass  # keep the text: the parser reports it as an error
+            out.append({"name": name, "arguments": arguments})
+        # dumps: the upstream's arguments may hold what json.dumps would write as bare NaN.
+        return dumps(out)
+    return content or ""
 
 
 def _openai_tool(tool: Any) -> dict[str, Any]:

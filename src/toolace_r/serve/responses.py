@@ -4,18 +4,27 @@ server-sent-event chunk streams.
 An answer is final only once refinement stops, so a stream replays the final answer as chunks in
 OpenAI's format (a role chunk, content or tool-call delta chunks, a finish chunk, optionally a usage
 chunk, then `data: [DONE]`): the official client's `stream=True` iteration works unchanged.
+
+All JSON here is written by files.dumps (strict JSON: non-finite numbers as null, lone surrogates
+escaped), the tool-call `arguments` strings included, so whatever the model said can be sent.
 """
 from __future__ import annotations
 
-import json
+import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from toolace_r.calls import parse
 from toolace_r.engines.base import GenerationResult
+from toolace_r.files import dumps
 from toolace_r.refine import Trace
+
+from .errors import error_body
+
+log = logging.getLogger("toolace_r.serve")
+DONE = "data: [DONE]\n\n"
 
 STREAM_PIECE = 24  # characters of content per streamed chunk
 
@@ -50,10 +59,15 @@ def chat_choice(index: int, trace: Trace, tool_names: set[str], policy: str) -> 
     refinement = {"policy": policy, "rounds": trace.refinements, "stop_reason": trace.stop_reason}
     parsed = parse(text)
     if parsed.is_call and parsed.calls and all(c.name in tool_names for c in parsed.calls):
-        calls = [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
-                  "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False, default=str)}}
-                 for c in parsed.calls]
-        return ChatChoice(index, None, calls, "tool_calls", refinement)
+        try:
+            calls = [{"id": "call_" + uuid.uuid4().hex[:24], "type": "function",
+                      "function": {"name": c.name, "arguments": dumps(c.arguments)}} for c in parsed.calls]
+        except (TypeError, ValueError, RecursionError):
+            # Values JSON cannot hold (bytes, an integer too long to write...): the model's answer is
+            # still the answer, returned as its text.
+            calls = None
+        if calls is not None:
+            return ChatChoice(index, None, calls, "tool_calls", refinement)
     finish = "length" if last.finish_reason == "length" and not last.kept_previous else "stop"
     return ChatChoice(index, text, None, finish, refinement)
 
@@ -85,7 +99,24 @@ def chat_response(rid: str, model: str, choices: list[ChatChoice], use: dict[str
 
 
 def _sse(obj: Any) -> str:
-    return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
+    return "data: " + dumps(obj) + "\n\n"
+
+
+def guarded_stream(chunks: Iterable[str]) -> Iterator[bytes]:
+    """The chunks as bytes; if producing one fails, an error chunk and `data: [DONE]` end the stream.
+
+    The 200 status is sent with the first chunk, so a failure after it can only be told in the stream:
+    as OpenAI and vLLM do, a `data: {"error": {...}}` event (the official client raises APIError on
+    it), then `data: [DONE]` so that no client waits for more.
+    """
+    try:
+        for chunk in chunks:
+            yield chunk.encode("utf-8")
+    except Exception as exc:  # noqa: BLE001 - told to the client, logged for the operator
+        log.exception("stream failed")
+        body = error_body(500, f"internal error while streaming: {type(exc).__name__}: {exc}")
+        yield _sse(body).encode("utf-8")
+        yield DONE.encode("utf-8")
 
 
 def _pieces(text: str) -> list[str]:
@@ -117,7 +148,7 @@ def chat_chunks(rid: str, model: str, choices: list[ChatChoice], use: dict[str, 
     if use is not None:
         yield _sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
                     "choices": [], "usage": use})
-    yield "data: [DONE]\n\n"
+    yield DONE
 
 
 # --- text completions ----------------------------------------------------------------------------
@@ -156,4 +187,4 @@ def completion_chunks(rid: str, model: str, results: list[GenerationResult], inc
     if include_usage:
         yield _sse({"id": rid, "object": "text_completion", "created": created, "model": model,
                     "choices": [], "usage": results_usage(results)})
-    yield "data: [DONE]\n\n"
+    yield DONE

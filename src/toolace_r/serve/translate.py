@@ -4,14 +4,20 @@ A chat request becomes a `ChatPlan`: the conversation (tools + messages) the ref
 `RefineConfig`, and what the response needs to know (which tools were offered, n, streaming). A
 completions request becomes a list of `GenerationRequest`s. Every check failure is an `ApiError` (400)
 naming the field, so a client sees what to fix. No prompt text is built here: prompts.py renders.
+
+Hostile input stops here: nesting is bounded before anything recursive touches it (tool schemas,
+past calls' arguments), values JSON allows but nothing downstream can use are refused with a 400,
+and lone surrogates (valid as JSON escapes, not as text any tokenizer or HTTP body can encode) become
+U+FFFD in everything the model is shown, as a UTF-8 decoder does with invalid bytes.
 """
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
-from toolace_r.calls import ToolCall, render
+from toolace_r.calls import MAX_DEPTH, ToolCall, json_depth, render
 from toolace_r.engines.base import GenerationRequest, SamplingParams
 from toolace_r.prompts import PromptConfig
 from toolace_r.refine import RefineConfig, get_policy
@@ -26,6 +32,50 @@ from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Name
 PLAIN_CHAT = PromptConfig(system_prompt="", tools_block="", system_join="", tools_in="system")
 
 MAX_STOP = 4  # as OpenAI
+
+# JSON nesting of one tool's `parameters` (objects and arrays, any keys, $defs included): far above
+# what the property checks below accept (16 levels of properties, two JSON levels each), and far
+# below what the recursive code downstream (copying, prompt rendering) can take.
+MAX_SCHEMA_DEPTH = 64
+
+MAX_TOKEN_ID = 2**31  # token ids are int32 in every engine; the vocabulary, when known, is tighter
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD (a str from JSON holds no valid pairs: they
+    are decoded into one character)."""
+    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
+
+
+def _clean(value: Any) -> Any:
+    """A copy of a JSON value with every string (keys too) passed through `clean_text`. Recursive:
+    callers bound the nesting first."""
+    if isinstance(value, str):
+        return clean_text(value)
+    if isinstance(value, dict):
+        return {_clean(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clean(v) for v in value]
+    return value
+
+
+def too_deep(value: Any, limit: int) -> bool:
+    """Whether a JSON value nests objects/arrays more than `limit` levels; without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 @dataclass
@@ -51,7 +101,7 @@ def sampling(body: _Sampling, cfg: ServeConfig, max_tokens: int | None, n: int =
     if max_tokens is not None and max_tokens > cfg.max_tokens_cap:
         raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {cfg.max_tokens_cap}",
                        param="max_tokens")
-    stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+    stop = [clean_text(body.stop)] if isinstance(body.stop, str) else [clean_text(s) for s in body.stop or []]
     if len(stop) > MAX_STOP or any(not s for s in stop):
         raise ApiError(400, f"stop takes at most {MAX_STOP} non-empty strings", param="stop")
     return SamplingParams(n=n, temperature=body.temperature or 0.0, top_p=body.top_p or 1.0,
@@ -92,12 +142,22 @@ def offered_tools(body: ChatCompletionRequest, cfg: ServeConfig) -> list[Tool]:
         raise ApiError(400, f"{len(specs)} tools; this server allows at most {cfg.max_tools}", param="tools")
     tools = []
     for i, spec in enumerate(specs):
+        function = spec.function
         try:
-            if spec.function.parameters is not None:
-                check_parameters(spec.function.parameters, f"function {spec.function.name!r}: parameters")
-            tools.append(normalize_tool(spec.model_dump(exclude_none=True)))
-        except ValueError as exc:
-            raise ApiError(400, f"tools[{i}]: {exc}", param="tools") from None
+            if function.parameters is not None:
+                check_parameters(function.parameters, f"function {function.name!r}: parameters")
+            # Only the fields a prompt shows: extra fields a client adds are never walked.
+            shown: dict[str, Any] = {"name": function.name}
+            if function.description is not None:
+                shown["description"] = clean_text(function.description)
+            if function.parameters is not None:
+                shown["parameters"] = _clean(function.parameters)
+            tools.append(normalize_tool({"type": "function", "function": shown}))
+        except (ValueError, TypeError, RecursionError) as exc:
+            # normalize_tool refuses what it cannot read with a ValueError; the others are a
+            # schema it chokes on, which is still the client's to fix.
+            reason = str(exc) if isinstance(exc, ValueError) else f"unreadable schema ({type(exc).__name__})"
+            raise ApiError(400, f"tools[{i}]: {reason}", param="tools") from None
     names = [t.name for t in tools]
     if len(set(names)) != len(names):
         raise ApiError(400, "tools: function names must be unique", param="tools")
@@ -122,6 +182,8 @@ def check_parameters(schema: Any, where: str) -> None:
     """A client's `parameters` must be a JSON Schema object (the datasets' looser shapes are not API input)."""
     if not isinstance(schema, dict):
         raise ValueError(f"{where}: expected a JSON Schema object")
+    if too_deep(schema, MAX_SCHEMA_DEPTH):
+        raise ValueError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels of objects and arrays")
     if schema.get("type", "object") != "object":
         raise ValueError(f"{where}: the type must be \"object\", got {schema.get('type')!r}")
     _check_schema(schema, where)
@@ -191,24 +253,39 @@ def _message(m: ChatMessage, index: int) -> dict[str, Any]:
         content = "".join(texts)
     else:
         content = m.content or ""
+    content = clean_text(content)
     role = "system" if m.role == "developer" else m.role
     if m.tool_calls:
         if role != "assistant":
             raise ApiError(400, f"{where}: only assistant messages carry tool_calls", param="messages")
-        calls = []
-        for call in m.tool_calls:
-            try:
-                arguments = json.loads(call.function.arguments or "{}")
-            except json.JSONDecodeError:
-                raise ApiError(400, f"{where}: tool call arguments are not valid JSON", param="messages") from None
-            if not isinstance(arguments, dict):
-                raise ApiError(400, f"{where}: tool call arguments must be a JSON object", param="messages")
-            calls.append(ToolCall(call.function.name, arguments))
         # A past call is shown to the model in the format it answers in (pythonic).
+        calls = [_past_call(call.function.name, call.function.arguments, f"{where}.tool_calls[{j}].function")
+                 for j, call in enumerate(m.tool_calls)]
         content = (content + "\n" if content else "") + render(calls, "pythonic")
     elif role == "user" and not content:
         raise ApiError(400, f"{where}: a user message needs content", param="messages")
     return {"role": role, "content": content}
+
+
+def _past_call(name: str, raw_arguments: str | None, where: str) -> ToolCall:
+    """One call of the history, checked to be writable in pythonic syntax; else 400 naming the field."""
+    raw = raw_arguments or "{}"
+    # Bounded before json.loads, which recurses (a RecursionError deep down); as deep as the parser
+    # reads the model's own answers.
+    if json_depth(raw) > MAX_DEPTH:
+        raise ApiError(400, f"{where}.arguments: nested deeper than {MAX_DEPTH} levels", param="messages")
+    try:
+        arguments = json.loads(raw)
+    except (ValueError, RecursionError) as exc:  # bad JSON, or an integer literal too long to convert
+        raise ApiError(400, f"{where}.arguments: not valid JSON ({exc})", param="messages") from None
+    if not isinstance(arguments, dict):
+        raise ApiError(400, f"{where}.arguments: must be a JSON object", param="messages")
+    call = ToolCall(clean_text(name), _clean(arguments))
+    try:
+        render([call], "pythonic")
+    except (ValueError, TypeError, RecursionError) as exc:  # names pythonic syntax cannot write
+        raise ApiError(400, f"{where}: {exc}", param="messages") from None
+    return call
 
 
 # --- completions ---------------------------------------------------------------------------------
@@ -238,9 +315,12 @@ def completion_requests(body: CompletionRequest, cfg: ServeConfig, vocab_size: i
     out = []
     for p in prompts:
         if isinstance(p, str):
-            out.append(GenerationRequest(prompt=p, params=params))
+            out.append(GenerationRequest(prompt=clean_text(p), params=params))
             continue
-        if not p or (vocab_size and any(not 0 <= t < vocab_size for t in p)):
-            raise ApiError(400, f"prompt token ids must be a non-empty list of ids in 0..{vocab_size}", param="prompt")
+        # Without a tokenizer here (an upstream renders) the vocabulary is unknown: ids are still
+        # bounded, so that no integer the upstream cannot take is forwarded.
+        limit = vocab_size or MAX_TOKEN_ID
+        if not p or any(not 0 <= t < limit for t in p):
+            raise ApiError(400, f"prompt token ids must be a non-empty list of ids in 0..{limit - 1}", param="prompt")
         out.append(GenerationRequest(prompt_ids=list(p), params=params))
     return out

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from hypothesis import strategies as st
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from toolace_r import calls as C  # noqa: E402
+from toolace_r import files, pythonic  # noqa: E402
 from toolace_r.calls import (  # noqa: E402
-    FORMATS, ParseResult, ToolCall, canonical, canonical_answer, decode_bfcl, parse, render,
-    same_calls,
+    FORMATS, ParseResult, ToolCall, canonical, canonical_answer, decode_bfcl, decode_bfcl_ast, parse,
+    render, same_calls,
 )
 
 
@@ -348,6 +350,8 @@ _DIFFERENTIAL = [
     "[f(a=b'x')]", "[f(a={1: 2})]", "[f(a=1 // 2, b=7 % 3, c=1 / 4, d=2 * -3)]",
     "[f(a=f'{x}')]", "[f(a=1 < 2)]", "[Get Weather(city='x')]", "'[f(a=1)]'",
     "[f(a=[1, 2][0])]", "[f(a=\"it's\", b='say \"hi\"')]", "[f(a=None, b=True, c=False)]",
+    "\ufeff[f(a=1)]", "\ufefff(a=1)", "[f(a=1e999, b=-1e999, c=1e999 - 1e999)]", "[f(a=0x" + "f" * 1024 + ")]",
+    "[f(a='\\ud800')]", "[f(a='\ud800')]", "[f(a=" + "0" * 5000 + ")]",
 ]
 
 
@@ -365,7 +369,8 @@ def test_decode_bfcl_matches_bfcl_reference():
             assert got.error, text
         else:
             assert got.is_call, (text, got.error)
-            assert [{c.name: c.arguments} for c in got.calls] == expected, text
+            # _strict rather than ==: it keeps types apart and reads NaN (from 1e999 - 1e999) as equal.
+            assert len(got.calls) == len(expected), text
             assert all(_strict({c.name: c.arguments}, e) for c, e in zip(got.calls, expected)), text
 
 
@@ -538,14 +543,36 @@ SEEDS = [
      '{"tool_calls": [{"type": "function", "function": {"name": "g", "arguments": "{\\"a\\": [1]}"}}]}']
 
 
-def _check_result(r: ParseResult) -> None:
+def _json_safe(v):
+    """The JSON-safe copy the writers make of decode_bfcl values (as refine._plain does)."""
+    if isinstance(v, dict):
+        return {k if isinstance(k, str) else repr(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if v is None or isinstance(v, (str, int, float, bool)):
+        return v
+    return repr(v)
+
+
+def _check_result(r: ParseResult, lenient: bool = False) -> None:
+    """Shape and serialisability of any result; `lenient` results (parse) are JSON-like as they are."""
     assert isinstance(r, ParseResult)
     assert r.format in (None, "text", *FORMATS)
     assert (r.calls is not None) + (r.text is not None) + (r.error is not None) == 1
     assert "internal parser error" not in (r.error or ""), r.error  # every failure is expected
+    str(r.to_dict())  # ints past 4300 digits would raise here
+    text = files.dumps(r.to_dict() if lenient else _json_safe(r.to_dict()))
+    text.encode("utf-8")
+    json.loads(text)
     if r.calls is not None:
         canonical(r.calls)
-    json.dumps(r.to_dict(), default=repr)
+    if lenient and r.calls:
+        for fmt in ("json", "hermes", "openai"):
+            render(r.calls, fmt)
+        try:
+            render(r.calls, "pythonic")
+        except ValueError as e:  # names pythonic syntax cannot write, e.g. "f(x)" from JSON
+            assert "cannot be written in pythonic syntax" in str(e)
 
 
 def test_fuzz_mutated_renders_never_raise_nor_eval():
@@ -554,7 +581,7 @@ def test_fuzz_mutated_renders_never_raise_nor_eval():
         for _ in range(4000):
             s = _mutate(rng, rng.choice(SEEDS))
             for fmt in ("auto", rng.choice(sorted(FORMATS))):
-                _check_result(parse(s, fmt))
+                _check_result(parse(s, fmt), lenient=True)
             _check_result(decode_bfcl(s))
 
 
@@ -563,7 +590,7 @@ def test_fuzz_mutated_renders_never_raise_nor_eval():
                max_size=60).map("".join) | st.text(max_size=40))
 def test_fuzz_random_strings_never_raise_nor_eval(s):
     with no_eval():
-        _check_result(parse(s))
+        _check_result(parse(s), lenient=True)
         _check_result(decode_bfcl(s))
 
 
@@ -625,5 +652,257 @@ def test_huge_input_is_an_error_quickly(monkeypatch):
 def test_adversarial_text_stays_fast(text):
     start = time.perf_counter()
     for fmt in ("auto", *FORMATS):
-        _check_result(parse(text, fmt))
+        _check_result(parse(text, fmt), lenient=True)
     assert time.perf_counter() - start < 2.0
+
+
+# --- hostile literals, lone surrogates, byte order marks ------------------------------------------
+
+@contextlib.contextmanager
+def _time_limit(seconds: int):
+    """Fail with TimeoutError when the block runs longer than `seconds` (a generous bound, meant
+    to stop quadratic code on inputs where it would run for hours, not to time linear code)."""
+    def stop(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_placeholder_prefix_is_chosen_in_one_pass():
+    # Two million underscores after "_tcr": growing the prefix by one underscore per search of the
+    # whole source would search it two million times (hours); one pass takes milliseconds.
+    run = "_" * 2_000_000
+    source = f"[Get Weather(a='_tcr{run}', b=g(_tcr{run}0_))]"
+    with _time_limit(30):
+        rewritten, names = pythonic.rewrite_names(source)
+        pairs = pythonic.decode(rewritten, strict=True, max_depth=C.MAX_DEPTH, names=names)
+    assert pairs == [("Get Weather", {"a": "_tcr" + run, "b": f"g(_tcr{run}0_)"})]
+    (placeholder,) = names
+    assert placeholder[:-2] not in source
+    # The same within parse's input limit.
+    text = "[Get Weather(a='_tcr" + "_" * 60_000 + "')]"
+    assert parse(text).calls == [ToolCall("Get Weather", {"a": "_tcr" + "_" * 60_000})]
+
+
+def test_placeholders_never_clash_with_the_text():
+    # A "_tcr" may start on the last underscore of the run after another one.
+    for source in ('[Get Weather(a="_tcr_tcr__")]', '[Get Weather(a="_tcr__tcr___tcr_")]'):
+        _, names = pythonic.rewrite_names(source)
+        assert names and all(p[:-2] not in source for p in names)
+    # A string may spell a placeholder through escapes: its text is kept, only names map back.
+    assert parse('[Get Weather(w=g("\\x5ftcr_0_"), v=h(first-name=1))]').calls == [
+        ToolCall("Get Weather", {"w": "g('_tcr_0_')", "v": {"h": {"first-name": 1}}})]
+    # One placeholder per distinct name, however often it occurs.
+    _, names = pythonic.rewrite_names("[f(a=g(x y=1, x y=2), b=h(x y=3))]")
+    assert list(names.values()) == ["x y"]
+
+
+_BIG = 2 ** pythonic.MAX_INT_BITS  # the smallest int past the bound
+_BIG_SPELLINGS = [
+    hex(_BIG), "0X" + f"{_BIG:X}", "0x" + f"{_BIG:_x}", oct(_BIG), "0o" + f"{_BIG:_o}", bin(_BIG),
+    "0b" + f"{_BIG:_b}", str(_BIG), f"{_BIG:_d}", "0x" + "0" * 3000 + f"{_BIG:x}",
+]
+_INT_PLACES = ["[f(a=L)]", "[f(a=-L)]", "[f(L, b=1)]", "[f(a=g(L))]", "[f(a=x[L])]", "[f(a={L: 1})]",
+               "[f(a=[1, (2, L)])]", "[f(a=L // L)]", "[f(a=L * 0)]", "f(a=L)", "[f(a=g(k=L))]"]
+
+
+@pytest.mark.parametrize("place", _INT_PLACES)
+@pytest.mark.parametrize("literal", _BIG_SPELLINGS, ids=lambda s: s[:2] + f"..{len(s)}")
+def test_int_literals_past_the_bound_are_decode_errors(place, literal):
+    text = place.replace("L", literal)
+    for r in (parse(text), parse(text, "pythonic"), decode_bfcl(text), decode_bfcl_ast(text)):
+        assert r.format == "pythonic" and r.calls is None, r
+        assert r.error == f"integer literal larger than {pythonic.MAX_INT_BITS} bits"
+        _check_result(r)
+
+
+@pytest.mark.parametrize("literal,want", [
+    (hex(_BIG - 1), _BIG - 1), (oct(_BIG - 1), _BIG - 1), (bin(_BIG - 1), _BIG - 1), (str(_BIG - 1), _BIG - 1),
+    (f"{_BIG - 1:_d}", _BIG - 1), ("0" * 5000, 0), ("0x" + "0" * 5000 + "1", 1),
+], ids=lambda v: v[:2] + f"..{len(v)}" if isinstance(v, str) else "")
+def test_int_literals_within_the_bound_decode(literal, want):
+    for r in (parse(f"[f(a={literal})]"), decode_bfcl(f"[f(a={literal})]"),
+              decode_bfcl_ast(f"[f(a=-{literal})]")):
+        assert r.is_call, r.error
+        value = r.calls[0].arguments["a"]
+        assert abs(value) == want
+        assert json.loads(files.dumps(r.to_dict()))["calls"][0]["arguments"]["a"] == value
+        _check_result(r)
+
+
+def test_decimal_literals_past_python_digit_limit_are_syntax_errors():
+    text = "[f(a=" + "9" * 5000 + ")]"
+    for r in (parse(text), decode_bfcl(text), decode_bfcl_ast(text)):
+        assert r.error and r.error.startswith("syntax error:") and r.calls is None
+
+
+def test_arithmetic_past_the_bound_is_an_error():
+    for text in (f"[f(a={hex(_BIG - 1)} + 1)]", f"[f(a=~{hex(_BIG - 1)} + 0)]", "[f(a=2 ** 4096)]",
+                 f"[f(a={hex(_BIG // 2)} * 2)]"):
+        for r in (parse(text), decode_bfcl(text)):
+            assert r.error and "too large" in r.error, (text, r.error)
+    assert decode_bfcl("[f(a=2 ** 4095)]").calls[0].arguments["a"] == 2 ** 4095
+
+
+def _json_texts(number: str) -> list[str]:
+    """One number as an argument in each JSON format (openai's arguments are a JSON string)."""
+    return [t.replace("N", number) for t in (
+        '{"name": "f", "arguments": {"a": N}}', '[{"name": "f", "parameters": {"a": [1, {"b": N}]}}]',
+        '<tool_call>{"name": "f", "arguments": {"a": N}}</tool_call>',
+        '{"tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{\\"a\\": N}"}}]}')]
+
+
+@pytest.mark.parametrize("number", [str(_BIG), "-" + str(_BIG), "9" * 1300, "9" * 5000, "1" * 60_000])
+def test_json_integers_past_the_bound_are_parse_errors(number):
+    for text in _json_texts(number):
+        r = parse(text)
+        assert r.calls is None and r.error, text[:80]
+        assert r.error.endswith(f"integer larger than {pythonic.MAX_INT_BITS} bits"), r.error
+        _check_result(r, lenient=True)
+
+
+@pytest.mark.parametrize("number", [str(_BIG - 1), "-" + str(_BIG - 1), "0", "-0", "1e99999", "-1e99999",
+                                    "1e-99999", "NaN", "Infinity", "1" * 60_000 + ".5"])
+def test_json_numbers_within_the_bound_parse(number):
+    for text in _json_texts(number):
+        r = parse(text)
+        assert r.is_call, (text[:80], r.error)
+        _check_result(r, lenient=True)
+    value = parse(_json_texts(number)[0]).calls[0].arguments["a"]
+    assert repr(value) == repr(json.loads(number))
+
+
+def test_non_finite_values_survive_canonical_render_and_dumps():
+    text = "[f(a=1e999, b=-1e999, c=1e999 - 1e999, d=[1e99999j], e=0x" + "f" * 1024 + ")]"
+    got = decode_bfcl(text).calls[0].arguments
+    assert got["a"] == math.inf and got["b"] == -math.inf and math.isnan(got["c"])  # as BFCL's eval
+    assert got["d"] == [complex(0, math.inf)]
+    canonical(decode_bfcl(text).calls)
+    calls = parse(text.replace(", d=[1e99999j]", "")).calls
+    assert json.loads(files.dumps([c.to_dict() for c in calls]))[0]["arguments"]["c"] is None
+    for fmt in FORMATS:
+        assert canonical(parse(render(calls, fmt), fmt).calls) == canonical(calls), fmt
+    assert canonical(calls) == canonical(parse(text.replace(", d=[1e99999j]", "")).calls)  # NaN too
+    # A non-finite dict key has no strict JSON spelling: not JSON-like for parse, kept by BFCL's decoder.
+    for key in ("1e999", "-1e999", "1e999 - 1e999"):
+        assert parse(f"[f(a={{{key}: 1}})]").error
+        assert decode_bfcl(f"[f(a={{{key}: 1}})]").is_call
+
+
+@pytest.mark.parametrize("text", [
+    "[f(a='\\ud800', b=\"\\udfff\", c='\\ud83d\\ude00')]",
+    "[f(a='\ud800')]", "[f(a='''\udce9''')]", "[f\udce9(a=1)]", "[Get Wea\udce9ther(a=1)]", "[f(a\udce9=1)]",
+    "[f(a=g('\udce9'))]", "I can\udce9t help.", "\ud800", "\udfff[f(a=1)]", "[f(a=1)]\udc80",
+    '{"name": "f\ud800", "arguments": {"a": "\udfff", "\udc00": 1}}',
+    '{"name": "f", "arguments": {"a": "\\ud800", "b": ["\\udfff"]}}',
+    '<tool_call>{"name": "f", "arguments": "{\\"a\\": \\"\\\\udc00\\"}"}</tool_call>',
+    '<tool_call>{"name": "\udc80", "arguments": {}}</tool_call>',
+    '{"tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{\\"a\\": \\"\udce9\\"}"}}]}',
+])
+def test_lone_surrogates_never_raise_and_serialise(text):
+    with no_eval():
+        results = [parse(text, fmt) for fmt in ("auto", *FORMATS)]
+        bfcl = [decode_bfcl(text), decode_bfcl_ast(text)]
+    for r in results:
+        _check_result(r, lenient=True)
+    for r in bfcl:
+        _check_result(r)
+    assert bfcl[0].is_call == bfcl[1].is_call
+
+
+def test_lone_surrogates_keep_their_value():
+    escaped = parse("[f(a='\\ud800', b='\\udce9x')]").calls
+    assert escaped == [ToolCall("f", {"a": "\ud800", "b": "\udce9x"})]
+    assert decode_bfcl("[f(a='\\ud800')]").calls == [ToolCall("f", {"a": "\ud800"})]
+    raw = parse('{"name": "f", "arguments": {"a": "\udce9"}}').calls
+    assert raw == [ToolCall("f", {"a": "\udce9"})]
+    # files.dumps escapes them, and json.loads reads the escape back to the same string.
+    assert json.loads(files.dumps(raw[0].to_dict())) == raw[0].to_dict()
+    # Raw in pythonic text they stop ast.parse (it encodes the source as UTF-8), as in BFCL: an error.
+    for r in (parse("[f(a='\udce9')]"), decode_bfcl("[f(a='\udce9')]")):
+        assert r.calls is None and "surrogates not allowed" in r.error
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_parse_strips_a_byte_order_mark(fmt):
+    text = render(SAMPLE, fmt)
+    want = parse(text, fmt)
+    assert want.is_call and want.calls
+    for marked in ("\ufeff" + text, " \n\ufeff" + text, "\ufeff```\n" + text + "\n```"):
+        assert parse(marked, fmt) == want
+        assert parse(marked).calls == parse(text).calls
+    assert parse("\ufeffNo function fits. ") == ParseResult(format="text", text="No function fits.")
+    assert parse("\ufeff").format == "text"
+
+
+def test_decode_bfcl_keeps_a_byte_order_mark_a_syntax_error():
+    # BFCL puts "[" in front of it, and Python's tokenizer rejects U+FEFF anywhere in a str source,
+    # even first (only a bytes source may start with the UTF-8 BOM).
+    with pytest.raises(SyntaxError):
+        ast.parse("\ufeff[f(a=1)]", mode="eval")
+    with pytest.raises(SyntaxError):
+        ast.parse(pythonic.bfcl_source("\ufeff[f(a=1)]"), mode="eval")
+    for text in ("\ufeff[f(a=1)]", "\ufefff(a=1)", "\ufeff[]", "[f(a=1)]\ufeff"):
+        for r in (decode_bfcl(text), decode_bfcl_ast(text)):
+            assert r.format == "pythonic" and r.calls is None and r.error
+
+
+# Hostile pieces: ints in every base near and past the bound, long digit runs, huge exponents,
+# long underscore runs, lone surrogates; put into call lists and JSON in the places values go.
+_surrogate = st.integers(0xD800, 0xDFFF).map(chr)
+
+
+def _spell(n: int, base: str, negative: bool, underscores: bool) -> str:
+    body = format(n, ("_" if underscores else "") + base)
+    prefix = {"x": "0x", "o": "0o", "b": "0b", "d": ""}[base]
+    return ("-" if negative else "") + prefix + body
+
+
+_int_literal = st.builds(
+    _spell,
+    st.integers(0, 10 ** 6) | st.integers(2 ** (pythonic.MAX_INT_BITS - 4), 2 ** (pythonic.MAX_INT_BITS + 64)),
+    st.sampled_from("xobd"), st.booleans(), st.booleans())
+_digit_run = st.builds(lambda prefix, d, k: prefix + d * k, st.sampled_from(["", "-", "0x", "0o", "0b", "1."]),
+                       st.sampled_from("0179f_"), st.integers(1, 6000))
+_exponent = st.builds(lambda m, sign, e, j: f"{m}e{sign}{e}{j}", st.sampled_from(["1", "1.5", "0", ".5", "9" * 40]),
+                      st.sampled_from(["", "-", "+"]), st.sampled_from(["999", "99999", "9" * 400]) | st.integers(0, 10 ** 6),
+                      st.sampled_from(["", "", "j"]))
+_underscores = st.builds(lambda prefix, k, suffix: prefix + "_" * k + suffix,
+                         st.sampled_from(["", "_tcr", "x", "1", "0x1", "'", "_tcr_0"]), st.integers(1, 5000),
+                         st.sampled_from(["", "0_", "1", "'"]))
+_hostile_atom = st.one_of(_int_literal, _digit_run, _exponent, _underscores)
+_hostile_string = st.lists(st.one_of(_surrogate, st.sampled_from(list("ab\\'\" _") + ["\\ud800", "\\udfff"])),
+                           max_size=8).map("".join)
+_HOSTILE_TEMPLATES = [
+    "[f(a=L)]", "[f(L, a=1)]", "[f(a=g(L))]", "[f(a=[L, 'x'], b=L)]", "[Get Weather(a=L)]", "[f(a={L: L})]",
+    "[f(a=L * 2, b=-L)]", "L", "[f(a='S')]", "[f(a=\"S\", b=L)]", "[f(a=x[L])]", "[L(a=1)]", "[f(L=1)]",
+    "[S(a=1)]", "[f(aS=L)]", "f(a=L), g(b='S')",
+    '{"name": "f", "arguments": {"a": L}}', '[{"name": "S", "arguments": {"S": "S", "b": [L]}}]',
+    '<tool_call>{"name": "f", "arguments": {"a": L, "b": "S"}}</tool_call>',
+    '{"tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{\\"a\\": L}"}}]}',
+]
+_hostile_text = st.builds(
+    lambda lead, template, atom, s: lead + template.replace("L", atom).replace("S", s),
+    st.sampled_from(["", "", "\ufeff", "```\n", " \n"]), st.sampled_from(_HOSTILE_TEMPLATES), _hostile_atom,
+    _hostile_string)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_hostile_text)
+def test_fuzz_hostile_literals_never_raise_and_serialise(text):
+    with no_eval():
+        results = [parse(text, fmt) for fmt in ("auto", *FORMATS)]
+        fast, slow = decode_bfcl(text), decode_bfcl_ast(text)
+    for r in results:
+        _check_result(r, lenient=True)
+    _check_result(fast)
+    _check_result(slow)
+    # The fast path agrees with the reference: the same calls, or both an error.
+    assert fast.is_call == slow.is_call, (fast.error, slow.error)
+    if fast.is_call:
+        assert repr([(c.name, c.arguments) for c in fast.calls]) == repr([(c.name, c.arguments) for c in slow.calls])

@@ -182,6 +182,15 @@ def test_data_convert_into_a_read_only_folder(capsys):
 
 
 def test_parse_prints_lone_surrogates_as_json_escapes(capsys):
-    assert main(["parse", '[f(a="x\ud800")]']) == 0
+    assert main(["parse", '[f(a="x\\ud800")]']) == 0  # an escape in the model's text
+    assert json.loads(capsys.readouterr().out)["calls"] == [{"name": "f", "arguments": {"a": "x\ud800"}}]
+    assert main(["parse", '{"name": "f", "arguments": {"a": "\\ud800"}}']) == 0
+    assert json.loads(capsys.readouterr().out)["calls"] == [{"name": "f", "arguments": {"a": "\ud800"}}]
+    # A raw surrogate (argv bytes that are not UTF-8 arrive so) cannot reach Python's parser: an error value.
+    assert main(["parse", '[f(a="x\udced")]']) == 0
     printed = capsys.readouterr().out
-    assert json.loads(printed)["calls"] == [{"name": "f", "arguments": {"a": "x\ud800"}}]
+    assert "surrogates not allowed" in json.loads(printed)["error"]
+
+
+def test_dumps_writes_non_finite_keys_as_json_would():
+    assert json.loads(dumps({float("inf"): 1, float("nan"): [float("-inf")]})) == {"Infinity": 1, "NaN": [None]}

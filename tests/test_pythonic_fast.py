@@ -115,6 +115,30 @@ def test_fast_decode_agrees_on_random_call_lists():
         assert _same_as_decode_bfcl(text), text
 
 
+_LONG_NUMBERS = [
+    "[f(a=" + "0" * 5000 + ")]", "[f(a=-" + "0" * 101 + ")]", "[f(a=" + "0" * 100 + ")]", "[f(a=" + "9" * 101 + ")]",
+    "[f(a=" + "9" * 1300 + ")]", "[f(a=" + "9" * 5000 + ")]", "[f(a=0x" + "f" * 1025 + ")]", "[f(" + "0" * 5000 + ", a=1)]",
+    "[f(a=[0, " + "0" * 200 + "])]", "[f(a={" + "0" * 200 + ": 1})]", "[f(a=" + "1_" * 3000 + "1)]",
+    "[f(a=1e99999, b=-1e99999, c=1" + "0" * 5000 + ".0, d=1e" + "9" * 5000 + ", e=." + "9" * 5000 + ")]",
+]
+
+
+@pytest.mark.parametrize("text", _LONG_NUMBERS, ids=lambda t: f"{t[:8]}..{len(t)}")
+def test_long_number_literals_never_raise_and_agree(text):
+    # int() refuses more than 4300 digits, even zeros: the fast path reads at most 100 and defers.
+    assert _same_as_decode_bfcl(text), (fast_decode(text), decode_bfcl_ast(text))
+    r = decode_bfcl(text)
+    assert r.is_call == decode_bfcl_ast(text).is_call
+    if r.is_call:
+        assert all(len(str(v)) < 4300 for c in r.calls for v in c.arguments.values())
+
+
+def test_fast_path_reads_at_most_100_digits():
+    assert fast_decode("[f(a=" + "0" * 100 + ", b=-" + "9" * 100 + ")]") == [ToolCall("f", {"a": 0, "b": -int("9" * 100)})]
+    assert fast_decode("[f(a=" + "0" * 101 + ")]") is None
+    assert decode_bfcl("[f(a=" + "0" * 5000 + ")]").calls == [ToolCall("f", {"a": 0})]
+
+
 # --- golds from the real BFCL data ----------------------------------------------------------------
 
 # Items whose key, rendered with the first acceptable value of every parameter, fails in BFCL's own

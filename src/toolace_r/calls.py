@@ -8,8 +8,9 @@ CONTRACT (shared by every module; the parser/renderer bodies are filled in by th
   any key order.
 
 Formats live in a registry (`FORMATS`, keys "pythonic", "json", "hermes", "openai"); a new syntax
-is one `register_format` call. Model output is untrusted: size and nesting are bounded
-(`MAX_INPUT_CHARS`, `MAX_DEPTH`) and a failure is data (`ParseResult.error`), not an exception.
+is one `register_format` call. Model output is untrusted: size, nesting and integers are bounded
+(`MAX_INPUT_CHARS`, `MAX_DEPTH`, `pythonic.MAX_INT_BITS`) and a failure is data (`ParseResult.error`),
+not an exception.
 The pythonic syntax, including `decode_bfcl` (BFCL's exact decoder, without its eval), is built on
 `toolace_r.pythonic`.
 """
@@ -114,6 +115,7 @@ def parse(text: str, fmt: str = "auto") -> ParseResult:
         raise TypeError(f"parse() needs a str, got {type(text).__name__}")
     if len(text) > MAX_INPUT_CHARS:
         return ParseResult(format=None, error=f"answer longer than {MAX_INPUT_CHARS} characters")
+    text = _without_bom(text)
     core = strip_fences(text)
     for name in candidates:
         call_format = FORMATS[name]
@@ -159,6 +161,16 @@ def decode_bfcl_ast(text: str) -> ParseResult:
     except Exception as e:
         return ParseResult(format="pythonic", error=f"internal parser error: {type(e).__name__}: {e}")
     return ParseResult(format="pythonic", calls=[ToolCall(n, a) for n, a in pairs])
+
+
+def _without_bom(text: str) -> str:
+    """The text without a byte order mark (U+FEFF) at its start, after any whitespace.
+
+    Text read from a file saved as "UTF-8 with BOM" starts with one; it is no part of the answer.
+    `decode_bfcl` keeps it, as BFCL does: there it makes the source a syntax error.
+    """
+    s = text.lstrip()
+    return s[1:] if s.startswith("\ufeff") else text
 
 
 def strip_fences(text: str) -> str:
@@ -224,9 +236,23 @@ def _load_json(text: str, what: str) -> Any:
     if depth > MAX_DEPTH:
         raise _Bad(f"{what} nested deeper than {MAX_DEPTH} levels")
     try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:
+        return json.loads(text, parse_int=_json_int)
+    except (ValueError, RecursionError) as e:  # _json_int's _Bad included
         raise _Bad(f"invalid {what}: {e}") from None
+
+
+def _json_int(digits: str) -> int:
+    """A JSON integer, bounded as pythonic literals are (`pythonic.check_int_literals`): a larger
+    one could not be written back as text.
+
+    d digits are at least 10**(d-1) > 2**(3*(d-1)), so a longer text is refused unconverted
+    (converting a long digit run costs time quadratic in its length).
+    """
+    if len(digits) <= pythonic.MAX_INT_BITS // 3 + 2:
+        value = int(digits)
+        if value.bit_length() <= pythonic.MAX_INT_BITS:
+            return value
+    raise _Bad(f"integer larger than {pythonic.MAX_INT_BITS} bits")
 
 
 _JSON_SPECIAL = re.compile(r'[\[\]{}"]')

@@ -26,7 +26,9 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        # A non-finite key becomes the string json.dumps would write for it ("Infinity", "NaN").
+        return {(json.dumps(k) if isinstance(k, float) and not math.isfinite(k) else k): _finite(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_finite(v) for v in value]
     return value

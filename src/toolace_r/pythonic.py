@@ -26,7 +26,8 @@ import re
 import warnings
 from typing import Any, Callable, Mapping
 
-# Arithmetic bounds: BFCL would eval `10**10**9` and hang; we refuse results past these sizes.
+# Size bounds: BFCL would eval `10**10**9` and hang; we refuse results past these sizes. Int literals
+# past MAX_INT_BITS are refused too (`check_int_literals`): no output could write them as text.
 MAX_INT_BITS = 4096
 MAX_STR_CHARS = 65536
 
@@ -69,6 +70,24 @@ def parse_expression(source: str) -> ast.expr:
         raise DecodeError(f"cannot parse: {e}") from None
 
 
+def check_int_literals(source: str, body: ast.expr) -> None:
+    """DecodeError if any int literal in the tree (used, ignored or kept as text) exceeds MAX_INT_BITS.
+
+    Python reads `0x` + 5000 hex digits without complaint, but such an int cannot be written back
+    as decimal text (`str`, `json.dumps` refuse past 4300 digits), so no caller could report it.
+    A literal that large needs a run of at least (MAX_INT_BITS + 1) / 4 digits (hexadecimal is the
+    densest spelling), so the tree is walked only when the source holds such a run. The lookbehind
+    tries each run once, from its start, rather than from every position inside it.
+    """
+    run = f"(?<![0-9A-Fa-f_])[0-9A-Fa-f_]{{{(MAX_INT_BITS + 4) // 4}}}"
+    if re.search(run, source) is None:
+        return
+    for node in ast.walk(body):
+        if (isinstance(node, ast.Constant) and type(node.value) is int
+                and node.value.bit_length() > MAX_INT_BITS):
+            raise DecodeError(f"integer literal larger than {MAX_INT_BITS} bits")
+
+
 # --- the resolver ---------------------------------------------------------------------------------
 
 def decode(source: str, *, strict: bool, max_depth: int,
@@ -79,6 +98,7 @@ def decode(source: str, *, strict: bool, max_depth: int,
     JSON-like. `names` maps placeholders from `rewrite_names` back to the original names.
     """
     body = parse_expression(source)
+    check_int_literals(source, body)
     walker = _Resolver(strict=strict, max_depth=max_depth, names=names or {})
     if isinstance(body, ast.Call):
         return [walker.call(body, depth=1)]
@@ -101,9 +121,6 @@ class _Resolver:
         self.strict = strict
         self.max_depth = max_depth
         self.names = names
-        # One pass over unparsed text puts the original names back (longest placeholder first).
-        self.placeholders = re.compile("|".join(
-            re.escape(p) for p in sorted(names, key=len, reverse=True))) if names else None
 
     def call(self, node: ast.Call, depth: int) -> Pair:
         """A call with keyword arguments: positional arguments are ignored, as in BFCL."""
@@ -131,13 +148,20 @@ class _Resolver:
         return ".".join(reversed(parts))
 
     def unparse(self, node: ast.AST) -> str:
+        if self.names:
+            # Put the original names back on the identifiers themselves (ast.unparse writes them
+            # verbatim), never in the written text, where a string could spell a placeholder
+            # through escapes. The subtree becomes text and is not read again, and the originals
+            # are no placeholders, so renaming it in place is safe.
+            for sub in ast.walk(node):
+                for attr in ("id", "attr", "arg"):
+                    ident = getattr(sub, attr, None)
+                    if type(ident) is str and ident in self.names:
+                        setattr(sub, attr, self.names[ident])
         try:
-            text = ast.unparse(node)
+            return ast.unparse(node)
         except RecursionError:  # e.g. `g(x.x.x...)`: BFCL's unparse fails the same way
             raise DecodeError("expression too deeply nested to write back as text") from None
-        if self.placeholders is None:
-            return text
-        return self.placeholders.sub(lambda m: self.names[m.group(0)], text)
 
     def value(self, node: ast.expr, depth: int) -> Any:
         if depth > self.max_depth:
@@ -196,6 +220,9 @@ class _Resolver:
                 raise DecodeError(f"unhashable dict key of type {type(key).__name__}") from None
             if self.strict and not (key is None or isinstance(key, (str, int, float))):
                 raise DecodeError(f"dict key of type {type(key).__name__} is not JSON-like")
+            if self.strict and isinstance(key, float) and not math.isfinite(key):
+                # files.dumps writes a non-finite value as null, but has nothing to write for a key.
+                raise DecodeError(f"dict key {key!r} is not JSON-like")
             out[key] = self.value(v, depth + 1)
         return out
 
@@ -293,10 +320,9 @@ def rewrite_names(source: str) -> tuple[str, dict[str, str]]:
     list, and a name followed by "=" at the start of an argument inside parentheses. String
     literals and comments are skipped over verbatim, so their contents never change.
     """
-    prefix = "_tcr_"
-    while prefix in source:
-        prefix += "_"
+    prefix = _placeholder_prefix(source)
     names: dict[str, str] = {}
+    placeholder_of: dict[str, str] = {}  # one placeholder per distinct name
     out: list[str] = []
     stack: list[str] = []
     i = 0
@@ -336,11 +362,25 @@ def rewrite_names(source: str) -> tuple[str, dict[str, str]]:
             continue
         found = pattern.match(source, i)
         if found and not is_plain_name(found.group(2), dotted):
-            placeholder = f"{prefix}{len(names)}_"  # "_1_" is no part of "_10_"
-            names[placeholder] = found.group(2)
+            original = found.group(2)
+            placeholder = placeholder_of.get(original)
+            if placeholder is None:
+                placeholder = placeholder_of[original] = f"{prefix}{len(names)}_"
+                names[placeholder] = original
             out.append(found.group(1) + placeholder + found.group(3))
             i = found.end()
     return "".join(out), names
+
+
+# The run is read in a lookahead, not consumed, so a "_tcr" starting on its last underscore is found too.
+_PREFIX_RUNS = re.compile(r"_tcr(?=(_*))")
+
+
+def _placeholder_prefix(source: str) -> str:
+    """A prefix that occurs nowhere in `source`: "_tcr" and one underscore more than follows any
+    "_tcr" there. No identifier of the source can then equal a placeholder (prefix, digits, "_")."""
+    longest = max((len(m.group(1)) for m in _PREFIX_RUNS.finditer(source)), default=0)
+    return "_tcr" + "_" * (longest + 1)
 
 
 def _string_end(s: str, start: int) -> int:

@@ -29,12 +29,14 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _CALL = re.compile(rf"{_WS}({_NAME}(?:\.{_NAME})*){_WS}\({_WS}")
 _KWARG = re.compile(rf"({_NAME}){_WS}=(?!=){_WS}")
 # One literal and the separator after it. Strings: no backslash, newline, CR, NUL or lone surrogate.
+# Ints: at most 100 digits, far inside pythonic.MAX_INT_BITS and int()'s digit limit; longer ones
+# (even zeros) take the slow path, which bounds them.
 _STR_BODY = "[^{q}\\\\\\n\\r\\x00\\ud800-\\udfff]*"
 _LITERAL_BODY = (
     "(?:'(" + _STR_BODY.format(q="'") + ")'"
     '|"(' + _STR_BODY.format(q='"') + ')"'
     r"|(-?(?:[0-9]+\.[0-9]*(?:[eE][+-]?[0-9]+)?|\.[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+[eE][+-]?[0-9]+))(?![\w.])"
-    r"|(-?(?:0+|[1-9][0-9]{0,99}))(?![\w.])"
+    r"|(-?(?:0{1,100}|[1-9][0-9]{0,99}))(?![\w.])"
     r"|(True|False|None)(?![\w.])"
     r"|([A-Za-z_][A-Za-z0-9_]*)(?![\w.]))"
     rf"{_WS}([,)\]}}:]?){_WS}"

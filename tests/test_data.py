@@ -329,3 +329,425 @@ def test_cli_data_convert(tmp_path, capsys):
     assert [json.loads(tc["function"]["arguments"]) for tc in answer["tool_calls"]] == [{"name": "Ann"}, {"name": "Bob"}]
     assert main(["data", "show", "nope:x"]) == 2
     assert "bfcl:" in capsys.readouterr().err
+
+
+# --- hostile and careless input ---------------------------------------------------------------------------
+# Every loader reads through the same line reader; each bad line below must be one DatasetError naming
+# file and line (raised when strict, skipped with skip_invalid) and must never cost the lines after it.
+
+def _good_lines(kind: str) -> list[bytes]:
+    """Two good records of `kind` as JSON lines."""
+    if kind == "jsonl":
+        lines = (FIX / "openai.jsonl").read_bytes().splitlines()[:2]
+    elif kind == "toolace":
+        lines = (FIX / "toolace.jsonl").read_bytes().splitlines()[:2]
+    elif kind == "xlam":
+        lines = [json.dumps(r).encode() for r in json.loads((FIX / "xlam.json").read_text())]
+    else:
+        lines = (FIX / "bfcl" / "BFCL_v4_simple_python.json").read_bytes().splitlines()
+    assert len(lines) == 2
+    return lines
+
+
+GOOD_COUNT = {"jsonl": 2, "toolace": 4, "xlam": 2, "bfcl": 2}
+
+
+def _source_with(kind: str, tmp_path: Path, bad: bytes) -> tuple[str, Path, int]:
+    """A source whose file holds good line, `bad`, good line: (source, file with the bad line, good examples)."""
+    first, second = _good_lines("jsonl" if kind == "mix" else kind)
+    body = first + b"\n" + bad + b"\n" + second + b"\n"
+    if kind == "bfcl":
+        root = tmp_path / "bfcl"
+        (root / "possible_answer").mkdir(parents=True)
+        answers = FIX / "bfcl" / "possible_answer" / "BFCL_v4_simple_python.json"
+        (root / "possible_answer" / answers.name).write_bytes(answers.read_bytes())
+        path = root / "BFCL_v4_simple_python.json"
+        path.write_bytes(body)
+        return f"bfcl:simple_python@{root}", path, 2
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(body)
+    if kind == "mix":
+        return f"mix:jsonl:{path};xlam:{FIX / 'xlam.json'}", path, 2 + 2
+    return f"{kind}:{path}", path, GOOD_COUNT[kind]
+
+
+BAD_LINES = {
+    # json.loads raises RecursionError on this one
+    "deep": (b"[" * 100_000 + b"]" * 100_000, "nested more than 100 levels deep"),
+    # json.loads reads this one; the reader's own bound refuses it
+    "deep_object": (b'{"a": ' * 150 + b"1" + b"}" * 150, "nested more than 100 levels deep"),
+    # json.loads raises ValueError "Exceeds the limit (4300 digits)"
+    "number": (b'{"id": ' + b"9" * 5000 + b"}", "a number with more than 4300 digits"),
+    "utf8": (b'{"messages": "\xff\xfe caf\xe9"}', "not UTF-8 text (byte 0xff at byte 15 of the line)"),
+    "binary": (bytes(range(256)).replace(b"\n", b""), "not UTF-8 text"),
+    "long": (b'{"pad": "' + b"x" * 50_000 + b'"}', "a line of 50011 bytes, longer than the 4096 bytes"),
+}
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "toolace", "xlam", "bfcl", "mix"])
+@pytest.mark.parametrize("case", list(BAD_LINES))
+def test_a_hostile_line_is_one_error_naming_file_and_line(kind, case, tmp_path, monkeypatch):
+    from toolace_r.data import records
+
+    if case == "long":
+        monkeypatch.setattr(records, "MAX_LINE_BYTES", 4096)  # above every good fixture line
+    bad, words = BAD_LINES[case]
+    source, path, good = _source_with(kind, tmp_path, bad)
+    with pytest.raises(DatasetError) as err:
+        load(source)
+    assert str(err.value).startswith(f"{path} line 2: ") and words in str(err.value)
+    got = load(source, skip_invalid=True)
+    assert len(got) == good  # the line after the bad one still loads
+    assert [str(e) for e in got.skipped] == [str(err.value)]
+
+
+@pytest.mark.parametrize("case", ["deep", "number", "utf8"])
+def test_a_hostile_first_line_is_not_taken_for_a_json_array(case, tmp_path):
+    # A file starting with "[" may be one JSON array; a first line that fails for another reason than
+    # being cut off is a bad JSON line, and the rest of the file still loads.
+    bad = {"deep": BAD_LINES["deep"][0], "number": b"[" + b"9" * 5000 + b"]",
+           "utf8": b'[{"a": "\xff"}]'}[case]
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(bad + b"\n" + (FIX / "openai.jsonl").read_bytes())
+    got = load(f"jsonl:{path}", skip_invalid=True)
+    assert len(got) == 4  # all of openai.jsonl
+    (err,) = got.skipped
+    assert str(err).startswith(f"{path} line 1: ")
+
+
+def test_json_arrays_on_one_line_or_many_still_load(tmp_path):
+    rows = [json.loads(line) for line in (FIX / "toolace.jsonl").read_text().splitlines()]
+    one_line = tmp_path / "one.json"
+    one_line.write_text(json.dumps(rows) + "\n\n")
+    assert [e.id for e in load(f"toolace:{one_line}")] == [e.id for e in load(f"toolace:{FIX / 'toolace_array.json'}")]
+    cut = tmp_path / "cut.json"
+    cut.write_text(json.dumps(rows, indent=1)[:-3])  # a broken array: the whole file is one value
+    with pytest.raises(DatasetError, match=f"{cut} line \\d+: not valid JSON"):
+        load(f"toolace:{cut}")
+
+
+def test_a_line_over_the_cap_is_stepped_over_in_bounded_pieces(monkeypatch):
+    import io
+
+    from toolace_r.data import records
+
+    monkeypatch.setattr(records, "MAX_LINE_BYTES", 1000)
+
+    class Recording(io.BytesIO):
+        largest = 0
+
+        def readline(self, size=-1):
+            line = super().readline(size)
+            Recording.largest = max(Recording.largest, len(line))
+            return line
+
+    fh = Recording(b'{"a": 1}\n' + b"x" * 10_000_000 + b"\n" + b'{"b": 2}')
+    assert list(records._lines(fh)) == [(1, b'{"a": 1}\n'), (2, 10_000_000), (3, b'{"b": 2}')]
+    assert Recording.largest <= 1 << 20  # never the 10 MB line at once
+
+
+def test_only_regular_files_are_read(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.jsonl").write_bytes((FIX / "toolace.jsonl").read_bytes())
+    (folder / "b.jsonl").mkdir()  # e.g. a Spark output folder: reported, not silently left out
+    with pytest.raises(DatasetError, match=f"{folder / 'b.jsonl'}: a directory, not a file"):
+        load(f"toolace:{folder}")
+    got = load(f"toolace:{folder}", skip_invalid=True)
+    assert len(got) == 4 and len(got.skipped) == 1
+    with pytest.raises(ValueError, match="a directory, not a regular file"):
+        load(f"jsonl:{folder}")
+    if os.path.exists("/dev/zero"):  # read to the end, this is an endless line and a MemoryError
+        for source in ("jsonl:/dev/zero", "toolace:/dev/zero", "xlam:/dev/zero"):
+            with pytest.raises(ValueError, match="/dev/zero: a character device, not a regular file"):
+                load(source)
+    if hasattr(os, "mkfifo"):  # opening a pipe with no writer would block for ever
+        fifo = tmp_path / "pipe.jsonl"
+        os.mkfifo(fifo)
+        with pytest.raises(ValueError, match="a named pipe, not a regular file"):
+            load(f"jsonl:{fifo}")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load(f"jsonl:{tmp_path / 'missing.jsonl'}")
+
+
+def _deep_schema(levels: int) -> dict:
+    """A parameter schema nested `levels` times through every kind of key, not only properties/items."""
+    schema: dict = {"type": "string"}
+    for i in range(levels):
+        key = ("properties", "items", "anyOf", "$defs", "x-extra")[i % 5]
+        if key == "properties":
+            schema = {"type": "object", "properties": {"p": schema}}
+        elif key == "items":
+            schema = {"type": "array", "items": schema}
+        elif key == "anyOf":
+            schema = {"anyOf": [schema, {"type": "null"}]}
+        else:
+            schema = {"type": "object", key: {"d": schema} if key == "$defs" else schema}
+    return {"type": "object", "properties": {"x": schema}}
+
+
+def _row_with_tools(kind: str, parameters: dict) -> bytes:
+    tool = {"name": "f", "description": "d", "parameters": parameters}
+    if kind == "jsonl":
+        rec = json.loads(_good_lines("jsonl")[0])
+        rec["tools"] = [{"type": "function", "function": tool}]
+    elif kind == "xlam":
+        rec = json.loads(_good_lines("xlam")[0])
+        rec["tools"] = json.dumps([tool])
+    elif kind == "toolace":
+        rec = json.loads(_good_lines("toolace")[0])
+        rec["system"] = "Here is a list of functions in JSON format that you can invoke.\n" + json.dumps([tool])
+    else:
+        rec = json.loads(_good_lines("bfcl")[0])
+        rec["function"] = [tool]
+    return json.dumps(rec).encode()
+
+
+TOOLS_FIELD = {"jsonl": "tools", "xlam": "tools", "toolace": "system", "bfcl": "function"}
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "toolace", "xlam", "bfcl"])
+def test_a_deep_tool_schema_is_an_error_of_the_tools_field(kind, tmp_path):
+    bad = _row_with_tools(kind, _deep_schema(40))  # about 70 levels: over tools.py's 64, under records' 100
+    source, path, good = _source_with(kind, tmp_path, bad)
+    got = load(source, skip_invalid=True)
+    assert len(got) == good
+    (err,) = got.skipped
+    assert str(err).startswith(f"{path} line 2: field '{TOOLS_FIELD[kind]}': ")
+    assert "schema nested more than 64 levels deep" in str(err)
+    if kind in ("xlam", "toolace"):  # tools inside a string: deeper than json.loads can recurse
+        deeper = '[{"name": "f", "parameters": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}]"
+        rec = json.loads(_good_lines(kind)[0])
+        if kind == "xlam":
+            rec["tools"] = deeper
+        else:
+            rec["system"] = "functions in JSON format that you can invoke.\n" + deeper
+        (tmp_path / "deeper").mkdir()
+        source, path, _ = _source_with(kind, tmp_path / "deeper", json.dumps(rec).encode())
+        (err,) = load(source, skip_invalid=True).skipped
+        assert str(err).startswith(f"{path} line 2: field '{TOOLS_FIELD[kind]}': ") and "deep" in str(err)
+
+
+def test_the_toolace_tool_list_scan_is_linear(monkeypatch):
+    # ~300 KB of '[{"x' (each a candidate tool list that fails at once) before the real list, no marker.
+    # A decoder handed the rest of the prompt at each candidate reads ~1.5e10 characters (and `json`
+    # counts the lines before every error across all it was given); linear reads a few million.
+    from toolace_r.data import toolace
+
+    handed = []
+
+    class Counting(json.JSONDecoder):
+        def raw_decode(self, s, idx=0):
+            handed.append(len(s) - idx)
+            return super().raw_decode(s, idx)
+
+    monkeypatch.setattr(toolace, "_DECODER", Counting())
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}]
+    for noise in ('[{"x' * 75_000, '[' + '{"a": 1}, ' * 30_000 + " oops", '[ [ {"' * 50_000):
+        system = noise + " tools: " + json.dumps(tools)
+        assert toolace.extract_tool_list(system) == tools
+        assert sum(handed) < 30 * len(system), noise[:12]
+        handed.clear()
+    with pytest.raises(ValueError, match="nested too deeply"):  # json.loads would raise RecursionError
+        toolace.extract_tool_list('[{"name": "f", "p": ' * 200_000)
+
+
+def test_a_name_that_cannot_be_a_hub_id_is_no_such_file_without_any_network_call(monkeypatch, capsys):
+    import datasets
+
+    def no_network(*args, **kwargs):
+        pytest.fail("a name that cannot be a Hub dataset id must not be looked up")
+
+    monkeypatch.setattr(datasets, "load_dataset", no_network)
+    monkeypatch.setattr(datasets, "load_dataset_builder", no_network)
+    for name in ("nonexistent", "no such/name", "owner/na--me", "owner/" + "n" * 100, "a/b/c", "./x"):
+        for kind in ("toolace", "xlam"):
+            with pytest.raises(FileNotFoundError, match="no such file"):
+                load(f"{kind}:{name}")
+    assert main(["data", "show", "toolace:nonexistent"]) == 2
+    assert "nonexistent: no such file" in capsys.readouterr().err
+
+
+def test_a_possible_hub_id_that_fails_says_it_tried_the_path_and_the_hub(monkeypatch):
+    import datasets
+
+    asked = []
+
+    def offline(name, **kwargs):
+        asked.append(name)
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset_builder", offline)
+    with pytest.raises(ValueError) as err:
+        load("toolace:someone/missing")
+    assert "no local file or folder 'someone/missing'" in str(err.value)
+    assert "could not load hub dataset 'someone/missing'" in str(err.value) and "offline" in str(err.value)
+    assert asked[-1] == "someone/missing"
+
+
+def test_hub_rows_json_cannot_write_are_errors(monkeypatch):
+    import datasets
+
+    rows = [json.loads(line) for line in (FIX / "toolace.jsonl").read_text().splitlines()]
+    rows[0]["extra"] = b"\x00bytes"  # a binary Arrow column
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: rows)
+    got = load("toolace:Team-ACE/ToolACE", skip_invalid=True)
+    assert [e.id for e in got] == ["toolace-2-1"]
+    assert [str(e) for e in got.skipped] == ["Team-ACE/ToolACE record 1: not readable JSON (a bytes value, which "
+                                             "JSON cannot hold)"]
+
+
+def test_lone_surrogates_load_and_are_written(tmp_path, capsys):
+    from toolace_r import files
+
+    rec = json.loads(_good_lines("jsonl")[0])
+    rec["messages"][1]["content"] = "Weather in \ud800slo?"
+    rec["messages"][-1]["tool_calls"][0]["function"]["arguments"] = json.dumps({"city": "\udfffslo"})
+    path = tmp_path / "s.jsonl"
+    path.write_text(json.dumps(rec) + "\n")  # json.dumps writes them as \ud800 escapes: valid UTF-8
+    (ex,) = load(f"jsonl:{path}")
+    assert calls_of(ex) == [("get_weather", {"city": "\udfffslo"})]
+    text = files.dumps(ex.to_dict())
+    text.encode("utf-8")  # what `data show` prints
+    assert Example.from_dict(json.loads(text)) == ex
+    assert main(["data", "show", f"jsonl:{path}"]) == 0
+    assert json.loads(capsys.readouterr().out)["messages"][1]["content"] == "Weather in \ud800slo?"
+    out = tmp_path / "out.jsonl"
+    assert write_jsonl([ex], out) == 1
+    out.read_bytes().decode("utf-8")
+    (back,) = load(f"jsonl:{out}")
+    assert back.answer_calls() == ex.answer_calls() and back.messages == ex.messages
+
+
+def test_gold_values_json_cannot_write_are_errors_of_their_line(tmp_path):
+    from toolace_r import files
+
+    huge = "0x" + "f" * 5000  # Python reads this literal; no JSON writer can write the number
+    row = json.loads(_good_lines("toolace")[0])
+    row["conversations"][1]["value"] = f"[Get Weather(city={huge})]"
+    path = tmp_path / "t.jsonl"
+    path.write_text(json.dumps(row) + "\n" + _good_lines("toolace")[1].decode() + "\n")
+    got = load(f"toolace:{path}", skip_invalid=True)
+    # the row's other assistant turns and the next row still load; the bad turn names its line
+    assert [e.id for e in got] == ["toolace-1-3", "toolace-1-5", "toolace-2-1"]
+    (err,) = got.skipped
+    assert str(err).startswith(f"{path} line 1: field ")
+    for ex in got:
+        files.dumps(ex.to_dict())
+    # whatever the call parser lets through, an example is checked before it is yielded
+    from toolace_r.data.records import check_example
+
+    bad = Example("x", [], [], Gold("calls", calls=[ToolCall("f", {"n": int(huge, 16)})]))
+    err = check_example(bad, "somewhere line 9")
+    assert isinstance(err, DatasetError)
+    assert str(err) == "somewhere line 9: field 'gold': cannot be written as JSON (a number with more than 4300 digits)"
+    assert check_example(got[0], "x") is got[0]
+    digits = "9" * 5000  # too long for json.loads too: inside a JSON string of arguments
+    rec = json.loads(_good_lines("jsonl")[0])
+    rec["messages"][-1]["tool_calls"][0]["function"]["arguments"] = '{"city": ' + digits + "}"
+    xrow = json.loads(_good_lines("xlam")[0])
+    xrow["answers"] = '[{"name": "sum_list", "arguments": {"numbers": [' + digits + "]}}]"
+    for kind, bad, field in (("jsonl", rec, "messages"), ("xlam", xrow, "answers")):
+        (tmp_path / kind).mkdir()
+        source, path, good = _source_with(kind, tmp_path / kind, json.dumps(bad).encode())
+        got = load(source, skip_invalid=True)
+        assert len(got) == good
+        (err,) = got.skipped
+        assert str(err).startswith(f"{path} line 2: field '{field}': ") and "more than 4300 digits" in str(err)
+
+
+def test_bfcl_exec_golds_json_cannot_write_are_errors(tmp_path):
+    root = tmp_path / "bfcl"
+    for part in ("question", "possible_answer"):
+        src = FIX / "bfcl" / "unused_datasets" / part / "BFCL_v4_exec_simple.json"
+        (root / "unused_datasets" / part).mkdir(parents=True)
+        (root / "unused_datasets" / part / src.name).write_text(src.read_text())
+    question = root / "unused_datasets" / "question" / "BFCL_v4_exec_simple.json"
+    answers = root / "unused_datasets" / "possible_answer" / "BFCL_v4_exec_simple.json"
+    first_q, first_a = question.read_text().strip(), json.loads(answers.read_text())
+    bad = [dict(first_a, id="exec_simple_1", ground_truth=["calc_area(w=1j, h=3)"]),
+           dict(first_a, id="exec_simple_2", ground_truth=[f"calc_area(w=0x{'f' * 5000}, h=3)"])]
+    question.write_text("\n".join([first_q, first_q.replace("exec_simple_0", "exec_simple_1"),
+                                   first_q.replace("exec_simple_0", "exec_simple_2")]) + "\n")
+    answers.write_text("\n".join(json.dumps(a) for a in [first_a, *bad]) + "\n")
+    got = load(f"bfcl:exec_simple@{root}", skip_invalid=True)
+    assert [e.id for e in got] == ["exec_simple_0"]
+    complex_err, huge_err = (str(e) for e in got.skipped)
+    assert complex_err == (f"{question} line 2: field 'gold': cannot be written as JSON (a complex value, which "
+                           "JSON cannot hold)")
+    # refused by BFCL's decoder itself or by the check after it: either way an error of that item
+    assert huge_err.startswith((f"{question} line 3: field 'gold': ", f"{answers} line 3: field 'ground_truth': "))
+
+
+def test_a_negative_limit_is_a_mistake():
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        load(f"jsonl:{FIX / 'openai.jsonl'}", limit=-1)
+    assert load(f"jsonl:{FIX / 'missing.jsonl'}", limit=0) == []  # 0 is "nothing": not even opened
+
+
+def _examples_not_to_be_read():
+    pytest.fail("the examples were read although the path was known to be unwritable")
+    yield
+
+
+def test_write_jsonl_refuses_paths_it_cannot_write_naming_them(tmp_path, monkeypatch):
+    import tempfile
+
+    examples = load(f"xlam:{FIX / 'xlam.json'}")
+    with pytest.raises(IsADirectoryError, match=f"cannot write {tmp_path}: it is a directory"):
+        write_jsonl(_examples_not_to_be_read(), tmp_path)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match=f"cannot write {a_file / 'sub' / 'out.jsonl'}: {a_file} is a file"):
+        write_jsonl(_examples_not_to_be_read(), a_file / "sub" / "out.jsonl")
+    out = tmp_path / "out.jsonl"
+    out.write_text("old\n")
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / ".out.jsonl.x.tmp"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)  # a folder that turns read-only under us
+    with pytest.raises(PermissionError, match=f"cannot write {out}: Permission denied"):
+        write_jsonl(examples, out)
+    monkeypatch.undo()
+    assert out.read_text() == "old\n" and sorted(os.listdir(tmp_path)) == ["file", "out.jsonl"]
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o555)
+        try:
+            with pytest.raises(PermissionError, match=f"cannot write {ro / 'x.jsonl'}"):
+                write_jsonl(_examples_not_to_be_read(), ro / "x.jsonl")
+        finally:
+            ro.chmod(0o755)
+
+
+def test_write_jsonl_writes_strict_json(tmp_path):
+    ex = Example("nan", [{"role": "user", "content": "lone \ud800"}], [],
+                 Gold("calls", calls=[ToolCall("f", {"x": float("nan"), "s": "\udc00"})]))
+    out = tmp_path / "o.jsonl"
+    assert write_jsonl([ex], out) == 1
+    text = out.read_bytes().decode("utf-8")  # valid UTF-8: surrogates escaped
+    assert "NaN" not in text
+    record = json.loads(text)
+    assert record["messages"][0]["content"] == "lone \ud800"
+    assert json.loads(record["messages"][-1]["tool_calls"][0]["function"]["arguments"]) == {"x": None, "s": "\udc00"}
+
+
+def test_cli_data_show_survives_hostile_lines(tmp_path, capsys):
+    good = _good_lines("jsonl")[0]
+    surrogate = json.loads(good)
+    surrogate["messages"][1]["content"] = "lone \ud800"
+    path = tmp_path / "h.jsonl"
+    path.write_bytes(b"\n".join([BAD_LINES["deep"][0], good, BAD_LINES["number"][0], BAD_LINES["utf8"][0],
+                                 json.dumps(surrogate).encode()]) + b"\n")
+    assert main(["data", "show", f"jsonl:{path}"]) == 2
+    assert f"{path} line 1: not readable JSON (nested more than 100 levels deep)" in capsys.readouterr().err
+    assert main(["data", "show", f"jsonl:{path}", "--skip-invalid"]) == 0
+    captured = capsys.readouterr()
+    shown = [json.loads(line) for line in captured.out.splitlines()]
+    assert [ex["messages"][1]["content"] for ex in shown] == ["Weather in Oslo?", "lone \ud800"]
+    assert "skipped 3 invalid records" in captured.err
+    for n in (1, 3, 4):
+        assert f"{path} line {n}: " in captured.err

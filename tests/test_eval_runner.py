@@ -50,13 +50,13 @@ def test_load_predictions_accepts_text_and_decoded_calls(tmp_path):
 
 
 @pytest.mark.parametrize("line,message", [
-    ("{not json", "p.jsonl:2: not valid JSON"),
-    (json.dumps([1]), "p.jsonl:2: expected an object"),
-    (json.dumps({"result": "x"}), "p.jsonl:2: field 'id'"),
-    (json.dumps({"id": "b"}), "p.jsonl:2: field 'result': missing"),
-    (json.dumps({"id": "a", "result": "x"}), "p.jsonl:2: id 'a' already given on line 1"),
-    (json.dumps({"id": "b", "result": 5}), "p.jsonl:2: field 'result': expected a string or a list"),
-    (json.dumps({"id": "b", "result": [{"a": 1, "b": 2}]}), "p.jsonl:2: field 'result'[0]"),
+    ("{not json", "p.jsonl line 2: not valid JSON"),
+    (json.dumps([1]), "p.jsonl line 2: expected an object"),
+    (json.dumps({"result": "x"}), "p.jsonl line 2: field 'id'"),
+    (json.dumps({"id": "b"}), "p.jsonl line 2: field 'result': missing"),
+    (json.dumps({"id": "a", "result": "x"}), "p.jsonl line 2: id 'a' already given on line 1"),
+    (json.dumps({"id": "b", "result": 5}), "p.jsonl line 2: field 'result': expected a string or a list"),
+    (json.dumps({"id": "b", "result": [{"a": 1, "b": 2}]}), "p.jsonl line 2: field 'result'[0]"),
 ])
 def test_load_predictions_errors_name_file_line_and_field(tmp_path, line, message):
     path = write_lines(tmp_path / "p.jsonl", [{"id": "a", "result": "x"}, line])

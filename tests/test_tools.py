@@ -228,3 +228,134 @@ def test_answer_problems_for_text_calls_and_broken_syntax():
     assert broken.startswith("not valid function-call syntax (")
     assert answer_problems("[f(x=1)]", "not json") == []  # unreadable tools: nothing to check against
     assert feedback_text([]) is None and feedback_text(["a", "b"]) == "a; b"
+
+
+# --- hostile schemas: every failure is a ValueError, and the work is bounded ------------------------------
+
+def _chain(key: str, levels: int) -> dict:
+    """A parameters object with `levels` nestings through `key`, built without recursion."""
+    inner: object = {"type": "string"}
+    for _ in range(levels):
+        if key == "properties":
+            inner = {"type": "object", "properties": {"p": inner}}
+        elif key == "items":
+            inner = {"type": "array", "items": inner}
+        elif key in ("anyOf", "oneOf"):
+            inner = {key: [inner, {"type": "null"}]}
+        elif key == "$defs":
+            inner = {"$defs": {"d": inner}}
+        elif key == "default":  # a value, not a schema: still part of the schema's size
+            inner = {"type": "array", "default": [inner]}
+        else:
+            inner = {"type": "object", key: inner}
+    return {"type": "object", "properties": {"x": inner}}
+
+
+@pytest.mark.parametrize("key", ["properties", "items", "anyOf", "oneOf", "$defs", "default", "x-vendor"])
+def test_one_depth_bound_covers_every_key_of_a_tool(key):
+    from toolace_r.tools import MAX_SCHEMA_DEPTH
+
+    assert normalize_tool({"name": "f", "parameters": _chain(key, 10)}).name == "f"
+    for levels in (MAX_SCHEMA_DEPTH, 100_000):  # 100,000: deeper than Python's recursion limit
+        with pytest.raises(ValueError, match=f"schema nested more than {MAX_SCHEMA_DEPTH} levels deep"):
+            normalize_tool({"name": "f", "parameters": _chain(key, levels)})
+        with pytest.raises(ValueError, match=f"^tool 1: schema nested more than {MAX_SCHEMA_DEPTH}"):
+            normalize_tools([{"name": "ok"}, {"name": "f", "parameters": _chain(key, levels)}])
+
+
+def test_the_depth_bound_is_exact_and_counts_from_the_tool_object():
+    def nested(total_depth: int) -> dict:  # tool (1) > parameters (2) > x-meta (3) > x (4) > ...
+        inner: dict = {}
+        for _ in range(total_depth - 3):
+            inner = {"x": inner}
+        return {"name": "f", "parameters": {"type": "object", "x-meta": inner}}
+
+    assert normalize_tool(nested(64)).parameters["x-meta"]
+    with pytest.raises(ValueError, match="nested more than 64 levels"):
+        normalize_tool(nested(65))
+    with pytest.raises(ValueError, match="nested more than 64 levels"):  # the OpenAI wrapper counts too
+        normalize_tool({"type": "function", "function": nested(64)})
+    with pytest.raises(ValueError, match="^tools: nested more than 64 levels deep"):  # json.loads: RecursionError
+        normalize_tools("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="^tools: not readable JSON \\(a number with more than 4300 digits\\)"):
+        normalize_tools('[{"name": "f", "default": ' + "9" * 5000 + "}]")
+
+
+def test_huge_tool_lists_are_refused():
+    from toolace_r.tools import MAX_SCHEMA_NODES
+
+    many = {"type": "object", "properties": {f"p{i}": {"type": "string", "required": True}
+                                             for i in range(15_000)}}
+    tool = normalize_tool({"name": "f", "parameters": many})  # 45,000 values in one tool: fine
+    assert len(tool.required) == 15_000  # lifted once each
+    with pytest.raises(ValueError, match=f"more than {MAX_SCHEMA_NODES} values"):
+        normalize_tools([{"name": "f", "parameters": many}, {"name": "g", "parameters": many}])
+    with pytest.raises(ValueError, match=f"more than {MAX_SCHEMA_NODES} values"):
+        normalize_tools([{"name": f"t{i}"} for i in range(MAX_SCHEMA_NODES)])
+
+
+@pytest.mark.parametrize("name, ok", [
+    ("get-weather", True), ("stock.price", True), ("Get Weather", True), ("from", True), ("名前", True),
+    ("\ud800lone", True), ("x" * 256, True),
+    ("", False), ("   ", False), ("x" * 257, False), ("a\nb", False), ("nul\x00", False), ("del\x7f", False),
+    ("c1\x85", False),
+])
+def test_unusual_tool_and_parameter_names_normalise_or_are_value_errors(name, ok):
+    from toolace_r import files
+
+    shapes = [
+        {"name": name, "parameters": {"type": "object", "properties": {"a": {"type": "string"}}}},
+        {"name": "f", "parameters": {"type": "object", "properties": {name: {"type": "string"}}, "required": [name]}},
+        {"name": "f", "parameters": {name: {"type": "int, optional"}}},  # xLAM's shape
+        {"name": "f", "parameters": {"type": "object", "properties": {"o": {
+            "type": "object", "properties": {name: {"type": "string"}}}}}},
+    ]
+    for shape in shapes:
+        if not ok:
+            with pytest.raises(ValueError):
+                normalize_tool(shape)
+            continue
+        tool = normalize_tool(shape)
+        json.loads(files.dumps(tool.to_bfcl()))
+        json.loads(files.dumps(tool.to_openai()))
+        assert normalize_tools(files.dumps([tool.to_openai()]))[0].name == tool.name
+
+
+@pytest.mark.parametrize("bad", [
+    {"name": "f", "parameters": {"type": "object", "properties": {1: {"type": "string"}}}},
+    {"name": "f", "parameters": {"type": "object", "properties": {("a",): {"type": "string"}}}},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string", "enum": {1, 2}}}}},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "string", "default": b"x"}}}},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": "number", "default": 1j}}}},
+    {"name": "f", "description": object()},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"default": 16 ** 5000}}}},
+    {"name": "f", "parameters": {"type": 7}},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"type": ["string", 3]}}}},
+    {"name": "f", "parameters": {"type": "object", "properties": {"a": {"anyOf": [{"type": {}}]}}}},
+])
+def test_what_json_cannot_hold_is_a_value_error(bad):
+    with pytest.raises(ValueError):
+        normalize_tool(bad)
+    with pytest.raises(ValueError):
+        normalize_tools([bad])
+
+
+def test_python_ish_types_are_read_in_linear_time():
+    # The optional-marker match once used a regular expression that backtracks over a run of spaces:
+    # 300,000 spaces took about 25 minutes. In a subprocess, so that a regression fails by its timeout.
+    import subprocess
+    import sys
+
+    code = ("from toolace_r.tools import normalize_tool\n"
+            "t = normalize_tool({'name': 'f', 'parameters': {\n"
+            "    'a': {'type': 'int' + ' ' * 300000 + 'x'},\n"
+            "    'b': {'type': 'List[' * 3000 + 'int' + ']' * 3000}}})\n"
+            "print(t.properties['a']['type'], t.properties['b']['type'], t.required)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["any", "any", "['a',", "'b']"]
+    tool = normalize_tool({"name": "f", "parameters": {
+        "a": {"type": "int ( optional)"}, "b": {"type": "str  ,  default='x'"}, "c": {"type": "float (optional)"},
+        "d": {"type": "int(optional)"}, "e": {"type": "List[List[int]], optional"}, "g": {"type": "int\t\toptional"}}})
+    assert tool.required == ["d"]
+    assert tool.properties["e"] == {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}}

@@ -10,12 +10,21 @@ Two ideas live here:
   Keys it does not know (`format`, `additionalProperties`, ...) are kept as they are.
 - `validate` checks one call against the schemas and returns problems as data, never raising:
   the call usually comes from a model.
+
+Tool lists also come from strangers (dataset rows, API requests), so `normalize_tool(s)` bounds what
+it reads before reading it: nesting depth (`MAX_SCHEMA_DEPTH`, counted over every key of the tool
+object, `$defs`, `anyOf` and `properties` alike), total size (`MAX_SCHEMA_NODES`) and names
+(`MAX_NAME_CHARS`, no control characters). Anything outside the bounds, or anything that is not a
+JSON value, is a ValueError; nothing in here recurses deeper than the depth bound, and the work is
+linear in the size of the input.
 """
 from __future__ import annotations
 
 import copy
 import json
+import math
 import re
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +51,18 @@ _TO_JSON_SCHEMA = {
 }
 
 _EMPTY_PARAMETERS = {"type": "dict", "properties": {}, "required": []}
+
+# [ours] The largest tool list of the installed BFCL data nests 9 levels deep and holds 738 values;
+# these leave ample room for real schemas while keeping every recursion below (normalisation,
+# deepcopy, JSON encoding, validation) a few hundred frames from Python's limit.
+MAX_SCHEMA_DEPTH = 64  # nesting of dicts and lists in one tool object
+MAX_SCHEMA_NODES = 50_000  # values (containers and scalars) in one tool list
+MAX_NAME_CHARS = 256  # a tool or parameter name; longer ones are not names anyone calls
+MAX_TYPE_NESTING = 8  # brackets in a Python-ish type string ("List[Dict[str, int]]" is 2)
+
+_LOG2_10 = math.log2(10)
+_SAFE_INT_BITS = 2000  # Python's digit limit is 0 (none) or >= 640 digits (> 2126 bits): shorter ints always print
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass
@@ -86,7 +107,15 @@ class Tool:
 # --- normalisation ----------------------------------------------------------------------------------
 
 def normalize_tool(obj: Any) -> Tool:
-    """Turn any supported tool description into a `Tool` (see the module docstring for the shapes)."""
+    """Turn any supported tool description into a `Tool` (see the module docstring for the shapes).
+
+    ValueError for anything it cannot read, including a schema beyond the bounds above.
+    """
+    _check_bounds([obj], numbered=False)
+    return _normalize_tool(obj)
+
+
+def _normalize_tool(obj: Any) -> Tool:
     if isinstance(obj, Tool):
         return obj
     if not isinstance(obj, dict):
@@ -98,6 +127,7 @@ def normalize_tool(obj: Any) -> Tool:
         raise ValueError(
             'expected a tool as {"name", "description", "parameters"} or '
             f'{{"type": "function", "function": {{...}}}}, got {_short(obj)}')
+    _check_name(name, "tool name")
     description = obj.get("description") or ""
     if not isinstance(description, str):
         description = str(description)
@@ -107,23 +137,131 @@ def normalize_tool(obj: Any) -> Tool:
 
 
 def normalize_tools(tools: Any) -> list[Tool]:
-    """A list of tools in any supported shape, or that list as a JSON string; a single tool is accepted."""
+    """A list of tools in any supported shape, or that list as a JSON string; a single tool is accepted.
+
+    Every failure is a ValueError (never a RecursionError, whatever the input): see the bounds above.
+    """
     if isinstance(tools, str):
         try:
             tools = json.loads(tools) if tools.strip() else []
         except json.JSONDecodeError as exc:
             raise ValueError(f"tools: not valid JSON ({exc.msg} at char {exc.pos})") from None
+        except RecursionError:
+            raise ValueError(f"tools: nested more than {MAX_SCHEMA_DEPTH} levels deep") from None
+        except ValueError as exc:  # a number past Python's int-from-text digit limit
+            raise ValueError(f"tools: not readable JSON ({number_problem(exc)})") from None
     if isinstance(tools, (dict, Tool)):
         tools = [tools]
     if not isinstance(tools, list):
         raise ValueError(f"tools: expected a list of tool objects, got {json_type(tools)}")
+    _check_bounds(tools, numbered=True)
     out = []
     for i, tool in enumerate(tools):
         try:
-            out.append(normalize_tool(tool))
+            out.append(_normalize_tool(tool))
         except ValueError as exc:
             raise ValueError(f"tool {i}: {exc}") from None
     return out
+
+
+def _check_bounds(tools: list[Any], numbered: bool) -> None:
+    """ValueError unless every tool is JSON data within MAX_SCHEMA_DEPTH and, together, MAX_SCHEMA_NODES.
+
+    Iterative (one pass per nesting level), so that it is safe on any input; everything after it may
+    recurse on the schema.
+    """
+    nodes = 0
+    for i, tool in enumerate(tools):
+        label = f"tool {i}: " if numbered else ""
+        level, depth = [tool], 1
+        while level:
+            nodes += len(level)
+            if nodes > MAX_SCHEMA_NODES:
+                raise ValueError(f"tools: more than {MAX_SCHEMA_NODES} values in the tool schemas "
+                                 "(the limit for one tool list)")
+            below: list[Any] = []
+            for value in level:
+                kind = type(value)
+                if kind in _JSON_SCALARS:  # the common case first: this walk runs on every tool list
+                    continue
+                if kind is dict and set(map(type, value)) <= _STR_ONLY:
+                    below.extend(value.values())
+                elif kind is list:
+                    below.extend(value)
+                elif kind is int:
+                    if value.bit_length() > _SAFE_INT_BITS and int_too_long(value):
+                        raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
+                    continue
+                else:
+                    children = _children(value, label)
+                    if children is None:
+                        continue
+                    below.extend(children)
+                if depth > MAX_SCHEMA_DEPTH:
+                    raise ValueError(f"{label}schema nested more than {MAX_SCHEMA_DEPTH} levels deep")
+            level, depth = below, depth + 1
+
+
+_JSON_SCALARS = frozenset({str, float, bool, type(None)})
+_STR_ONLY = {str}
+
+
+def _children(value: Any, label: str) -> list[Any] | None:
+    """What `_check_bounds` walks below a value of a less common type (a Tool, a tuple, subclasses,
+    non-string keys), None for a scalar; ValueError for what JSON cannot hold."""
+    if isinstance(value, Tool):
+        return [value.name, value.description, value.parameters]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"{label}object keys must be strings, got {json_type(key)} {_short(key, 40)}")
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if int_too_long(value):
+            raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
+        return None
+    if isinstance(value, (str, float, bool)):
+        return None
+    raise ValueError(f"{label}a {type(value).__name__} value, which JSON cannot hold")
+
+
+def _check_name(name: str, what: str) -> None:
+    if len(name) > MAX_NAME_CHARS:
+        raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long (at most {MAX_NAME_CHARS})")
+    if _CONTROL_CHARS.search(name):
+        raise ValueError(f"{what} {name[:80]!r} contains control characters")
+
+
+def max_int_digits() -> int:
+    """Python's int-to-text digit limit (0: none), which `json.loads` and `json.dumps` both obey."""
+    return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+
+
+def int_too_long(value: int) -> bool:
+    """Whether `str(value)` would exceed that limit, so no JSON writer here can write `value`."""
+    limit = max_int_digits()
+    if limit <= 0:
+        return False
+    bits = value.bit_length()  # a number of d digits has (d - 1) * log2(10) < bits <= d * log2(10) + 1
+    if bits <= (limit - 1) * _LOG2_10:
+        return False
+    if bits > limit * _LOG2_10 + 1:
+        return True
+    try:  # the thin band where only converting tells
+        str(value)
+    except ValueError:
+        return True
+    return False
+
+
+def number_problem(exc: ValueError) -> str:
+    """Python's digit-limit message, without its advice to raise the limit."""
+    text = str(exc)
+    if "Exceeds the limit" in text:
+        return f"a number with more than {max_int_digits()} digits"
+    return text
 
 
 def _normalize_parameters(params: Any, tool_name: str) -> dict[str, Any]:
@@ -161,6 +299,7 @@ def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
     out: dict[str, Any] = {} if "type" in schema else {"type": None}
     required = schema.get("required")
     required = [r for r in required if isinstance(r, str)] if isinstance(required, list) else []
+    required_set = set(required)  # membership tests stay O(1) however many properties there are
     for key, value in schema.items():
         if key == "type":
             out["type"] = None  # filled below, in this position
@@ -171,7 +310,8 @@ def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
         elif key == "items" and isinstance(value, list):  # JSON Schema's tuple form
             out["items"] = [_normalize_schema(s, f"{where}[{i}]") for i, s in enumerate(value)]
         elif key == "properties" and isinstance(value, dict):
-            out["properties"] = {pname: _normalize_property(pschema, f"{where}.{pname}", pname, required)
+            out["properties"] = {pname: _normalize_property(pschema, f"{where}.{pname}", pname, required,
+                                                            required_set)
                                  for pname, pschema in value.items()}
         elif key == "properties" and value is not None:
             raise ValueError(f"{where}: 'properties' must be an object, got {json_type(value)}")
@@ -193,13 +333,22 @@ def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
     return out
 
 
-def _normalize_property(pschema: Any, where: str, pname: str, required: list[str]) -> dict[str, Any]:
+def _normalize_property(pschema: Any, where: str, pname: str, required: list[str],
+                        required_set: set[str]) -> dict[str, Any]:
+    _check_parameter_name(pname, where)
     if isinstance(pschema, dict) and isinstance(pschema.get("required"), bool):
         # ToolACE style: `"required": true` on the property itself; lift it into the parent's list.
-        if pschema["required"] and pname not in required:
+        if pschema["required"] and pname not in required_set:
             required.append(pname)
+            required_set.add(pname)
         pschema = {k: v for k, v in pschema.items() if k != "required"}
     return _normalize_schema(pschema, where)
+
+
+def _check_parameter_name(pname: str, where: str) -> None:
+    if not pname.strip():
+        raise ValueError(f"{where}: a parameter name must not be empty")
+    _check_name(pname, f"{where}: parameter name")
 
 
 def _schema_type(schema: dict[str, Any], where: str) -> str:
@@ -238,7 +387,27 @@ def _map_type_name(t: Any, where: str) -> str:
 # --- xLAM's Python-ish types ------------------------------------------------------------------------
 
 # "int, optional", "str, default='x'", "float (optional)": everything from the marker on is dropped.
-_OPTIONAL_TAIL = re.compile(r"(?:,|\s\(|\s)\s*(?:optional|default)\b.*$", re.IGNORECASE | re.DOTALL)
+_OPTIONAL_WORD = re.compile(r"(?:optional|default)\b", re.IGNORECASE)
+
+
+def _optional_tail(s: str) -> int | None:
+    """Where the optional marker starts: the leftmost "optional"/"default" word after ", ", " (" or " ".
+
+    A scan rather than one regular expression: `(?:,|\\s\\(|\\s)\\s*optional` backtracks over
+    every start inside a run of spaces, quadratic in the run's length (schemas come from strangers).
+    Each whitespace run is stepped over once, before the word that follows it.
+    """
+    for m in _OPTIONAL_WORD.finditer(s):
+        j = m.start()
+        while j > 0 and s[j - 1].isspace():
+            j -= 1
+        if j > 0 and s[j - 1] == ",":
+            return j - 1
+        if j > 1 and s[j - 1] == "(" and s[j - 2].isspace():
+            return j - 2
+        if j < m.start():
+            return j
+    return None
 
 
 def _from_xlam(params: dict[str, Any], tool_name: str) -> dict[str, Any]:
@@ -250,13 +419,14 @@ def _from_xlam(params: dict[str, Any], tool_name: str) -> dict[str, Any]:
     required: list[str] = []
     for pname, spec in params.items():
         where = f"{tool_name}.{pname}"
+        _check_parameter_name(pname, tool_name)
         raw = spec.get("type", "any")
         if not isinstance(raw, str):
             raise ValueError(f"{where}: 'type' must be a string, got {json_type(raw)}")
         schema, optional = _python_type(raw) or (None, False)
         if schema is None:
             # An unrecognised Python class (datetime, Callable, a DataFrame...): keep the call, lose the type.
-            schema, optional = {"type": "any"}, bool(_OPTIONAL_TAIL.search(raw))
+            schema, optional = {"type": "any"}, _optional_tail(raw) is not None
         out = {k: copy.deepcopy(v) for k, v in spec.items() if k not in ("type", "required")}
         out = {**schema, **out}
         props[pname] = out
@@ -274,9 +444,11 @@ def _python_type(text: str) -> tuple[dict[str, Any], bool] | None:
     """Parse "List[int], optional" / "Optional[str]" / "str | None" -> (schema, optional), None if unknown."""
     s = text.strip()
     optional = False
-    m = _OPTIONAL_TAIL.search(s)
-    if m:
-        optional, s = True, s[: m.start()].strip()
+    tail = _optional_tail(s)
+    if tail is not None:
+        optional, s = True, s[:tail].strip()
+    if s.count("[") > MAX_TYPE_NESTING and _bracket_depth(s) > MAX_TYPE_NESTING:
+        return None  # not a type anyone writes; parsing it would recurse once per bracket
     if s.lower().startswith("optional[") and s.endswith("]"):
         optional, s = True, s[len("optional["):-1].strip()
     parts = _split_top(s, "|")
@@ -292,6 +464,17 @@ def _python_type(text: str) -> tuple[dict[str, Any], bool] | None:
     if schema.pop("_optional", False):
         optional = True
     return schema, optional
+
+
+def _bracket_depth(s: str) -> int:
+    depth = deepest = 0
+    for ch in s:
+        if ch == "[":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch == "]":
+            depth -= 1
+    return deepest
 
 
 def _python_type_core(s: str) -> dict[str, Any] | None:
@@ -486,8 +669,12 @@ def json_type(value: Any) -> str:
 
 
 def _short(value: Any, limit: int = 80) -> str:
+    """A short rendering for messages; never raises (values may be deep, or numbers too long to print)."""
     try:
         text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError):
-        text = repr(value)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):
+            text = f"<{json_type(value)}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."

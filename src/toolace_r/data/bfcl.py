@@ -28,7 +28,7 @@ from typing import Any, Iterator, Union
 
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import expect, json_type, read_json_file
+from toolace_r.data.records import check_example, count_lines, expect, json_type, read_json_file
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import Tool, normalize_tools, validate
 
@@ -82,8 +82,7 @@ def category_sizes(data_dir: str | Path | None = None) -> dict[str, int]:
     for cat in BFCL_CATEGORIES:
         path = _question_file(root, cat, required=False)
         if path is not None:
-            with open(path, encoding="utf-8") as fh:
-                sizes[cat] = sum(1 for line in fh if line.strip())
+            sizes[cat] = count_lines(path)
     return sizes
 
 
@@ -160,7 +159,7 @@ def _load_category(root: Path, cat: str) -> Iterator[Union[Example, DatasetError
             continue
         where, rec = item
         try:
-            yield _example(cat, info, where, rec, answers)
+            yield check_example(_example(cat, info, where, rec, answers), where)
         except DatasetError as err:
             yield err
 

@@ -13,17 +13,16 @@ concrete answer at all (any_call, unscored) are skipped and counted.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Union
 
+from toolace_r import files
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold, call_shape
 from toolace_r.data.gold import flag_problems
-from toolace_r.data.records import expect, json_type, read_json_file
+from toolace_r.data.records import BadJson, check_example, expect, json_type, parse_json, read_json_file
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 
@@ -35,18 +34,18 @@ DEFAULT_NO_CALL_TEXT = "None of the available functions can be used for this req
 
 @register_loader("jsonl")
 def load_jsonl(spec: str) -> Iterator[Union[Example, DatasetError]]:
-    path = Path(os.path.expanduser(spec.strip()))
     if not spec.strip():
         raise ValueError("expected jsonl:<path>")
-    if not path.is_file():
+    path = Path(os.path.expanduser(spec.strip()))
+    if not (path.exists() or path.is_symlink()):
         raise FileNotFoundError(f"{spec}: no such file")
-    for n, item in enumerate(read_json_file(path), start=1):
+    for n, item in enumerate(read_json_file(path), start=1):  # ValueError for a folder, a device, a pipe
         if isinstance(item, DatasetError):
             yield item
             continue
         where, rec = item
         try:
-            yield _example(rec, where, n)
+            yield check_example(_example(rec, where, n), where)
         except DatasetError as err:
             yield err
 
@@ -112,10 +111,9 @@ def _tool_call(tc: Any, i: int, where: str) -> ToolCall:
     args = fn.get("arguments", {})
     if isinstance(args, str):
         try:
-            args = json.loads(args) if args.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise DatasetError(where, f"final message tool_calls[{i}] arguments: not valid JSON "
-                                      f"({exc.msg} at char {exc.pos})", field="messages") from None
+            args = parse_json(args) if args.strip() else {}
+        except BadJson as exc:
+            raise DatasetError(where, f"final message tool_calls[{i}] arguments: {exc}", field="messages") from None
     if not isinstance(args, dict):
         raise DatasetError(where, f"final message tool_calls[{i}] arguments: expected an object, "
                                   f"got {json_type(args)}", field="messages")
@@ -132,7 +130,7 @@ def to_record(example: Example, no_call_text: str = DEFAULT_NO_CALL_TEXT) -> dic
     if calls:
         answer: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [
             {"id": f"call_{i}", "type": "function",
-             "function": {"name": c.name, "arguments": json.dumps(c.arguments, ensure_ascii=False)}}
+             "function": {"name": c.name, "arguments": files.dumps(c.arguments)}}
             for i, c in enumerate(calls)]}
     else:
         answer = {"role": "assistant", "content": example.gold.text or no_call_text}
@@ -146,25 +144,39 @@ def to_record(example: Example, no_call_text: str = DEFAULT_NO_CALL_TEXT) -> dic
 
 def write_jsonl(examples: Iterable[Example], path: str | os.PathLike,
                 no_call_text: str = DEFAULT_NO_CALL_TEXT) -> int:
-    """Write examples in the OpenAI/TRL format, atomically; returns how many were written."""
+    """Write examples in the OpenAI/TRL format, atomically; returns how many were written.
+
+    Every line is rendered (with `files.dumps`: strict JSON, lone surrogates escaped) before the file
+    is touched, so a failure leaves what was at `path` as it was. A path that cannot be written (a
+    directory, a parent that is a file or read-only) is an OSError naming `path`, raised before the
+    examples are read where that can be seen up front.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    written = skipped = 0
+    _check_writable(path)
+    lines: list[str] = []
+    skipped = 0
+    for ex in examples:
+        record = to_record(ex, no_call_text)
+        if record is None:
+            skipped += 1
+            continue
+        lines.append(files.dumps(record) + "\n")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for ex in examples:
-                record = to_record(ex, no_call_text)
-                if record is None:
-                    skipped += 1
-                    continue
-                fh.write(json.dumps(record, ensure_ascii=False) + "\n")
-                written += 1
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        files.write_files({path: "".join(lines)})
+    except OSError as exc:
+        raise type(exc)(f"cannot write {path}: {exc.strerror or exc}") from None
     if skipped:
         log.info("%s: skipped %d examples whose gold has no concrete answer (any_call/unscored)", path, skipped)
-    return written
+    return len(lines)
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory (give a file name)")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise NotADirectoryError(f"cannot write {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PermissionError(f"cannot write {path}: no permission to write in {parent}")
+            return

@@ -85,10 +85,15 @@ def iter_load(source: str, *, skip_invalid: bool = False, skipped: list[DatasetE
 
 def load(source: str, *, limit: int | None = None, skip_invalid: bool = False, **options: Any) -> Examples:
     """Load up to `limit` examples from `source` ("bfcl:<cat>[,<cat>]", "toolace:<path|hub id>",
-    "xlam:<path|hub id>", "jsonl:<path>"). Extra keyword options go to the loader (e.g. `data_dir=`)."""
+    "xlam:<path|hub id>", "jsonl:<path>"). Extra keyword options go to the loader (e.g. `data_dir=`).
+
+    `limit=None` loads everything and `limit=0` nothing; a negative limit is a ValueError (it is a
+    mistake, not a way of saying "no limit")."""
+    if limit is not None and limit < 0:
+        raise ValueError("limit must be >= 0")
     skipped: list[DatasetError] = []
     out = Examples(skipped=None)
-    if limit is not None and limit <= 0:
+    if limit == 0:
         return out
     for ex in iter_load(source, skip_invalid=skip_invalid, skipped=skipped, **options):
         out.append(ex)

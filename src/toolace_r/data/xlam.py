@@ -7,12 +7,11 @@ answer list is a no-call example. Source: `xlam:<file or folder>` or `xlam:<hub 
 """
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator, Union
 
 from toolace_r.data.example import Example, call_shape
 from toolace_r.data.gold import flag_problems, gold_from_call_objects
-from toolace_r.data.records import build_examples, expect
+from toolace_r.data.records import BadJson, build_examples, expect, parse_json
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 
@@ -47,8 +46,7 @@ def _decoded(row: dict[str, Any], field: str, where: str) -> Any:
     value = expect(row, field, (str, list), where)
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(where, f"expected a JSON list in a string, but it does not parse "
-                                      f"({exc.msg} at char {exc.pos})", field=field) from None
+            value = parse_json(value)
+        except BadJson as exc:
+            raise DatasetError(where, f"expected a JSON list in a string, but it is {exc}", field=field) from None
     return value

@@ -22,7 +22,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from toolace_r.calls import MAX_DEPTH, ParseResult, ToolCall
 from toolace_r.evaluation.checker import check
@@ -135,20 +135,14 @@ def load_predictions(path: str | Path) -> dict[str, Any]:
     fields are ignored). `result` is the model's raw text, or already-decoded calls as a list of
     `{"name", "arguments"}` or BFCL's `{function: arguments}` objects (arguments may be a JSON
     string). Raises ValueError naming the file, line and field for anything else."""
-    path = Path(path)
+    from toolace_r.data.records import json_lines
+
     out: dict[str, Any] = {}
-    first_line: dict[str, int] = {}
-    for n, line in _lines(path):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
-        except (ValueError, RecursionError) as exc:  # a 5,000-digit number; nesting past Python's stack
-            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise ValueError(f"{where}: not readable JSON ({reason})") from None
+    first_line: dict[str, str] = {}
+    for item in json_lines(path):  # bounded lines, each decoded and parsed on its own
+        if isinstance(item, Exception):
+            raise item
+        where, record = item
         if not isinstance(record, dict):
             raise ValueError(f"{where}: expected an object {{\"id\": ..., \"result\": ...}}, got "
                              f"{type(record).__name__}")
@@ -160,33 +154,8 @@ def load_predictions(path: str | Path) -> dict[str, Any]:
         if key in out:
             raise ValueError(f"{where}: id {key!r} already given on line {first_line[key]}")
         out[key] = _prediction(record["result"], where)
-        first_line[key] = n
+        first_line[key] = where.rsplit(" line ", 1)[-1]
     return out
-
-
-MAX_PREDICTION_LINE_BYTES = 8 << 20  # a model answer is at most 64 KiB of text (calls.MAX_INPUT_CHARS)
-
-
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of a regular UTF-8 file, each line bounded in size and decoded on its own."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{path}: is a directory, expected a JSONL file of predictions")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file" if not path.exists() else
-                                f"{path}: not a regular file, expected a JSONL file of predictions")
-    with open(path, "rb") as fh:
-        n = 0
-        while True:
-            raw = fh.readline(MAX_PREDICTION_LINE_BYTES + 1)
-            if not raw:
-                return
-            n += 1
-            if len(raw) > MAX_PREDICTION_LINE_BYTES:
-                raise ValueError(f"{path}:{n}: line longer than {MAX_PREDICTION_LINE_BYTES} bytes")
-            try:
-                yield n, raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{path}:{n}: not UTF-8 text (byte {exc.start + 1} of the line)") from None
 
 
 def _prediction(result: Any, where: str) -> Any:

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from toolace_r.calls import ToolCall
-from toolace_r.tools import BFCL_TYPES, Problem, Tool, normalize_tool, normalize_tools, validate
+from toolace_r.schema_check import Problem, validate
+from toolace_r.tools import BFCL_TYPES, Tool, normalize_tool, normalize_tools
 
 # --- normalisation of each shape ------------------------------------------------------------------
 
@@ -213,7 +214,7 @@ def test_nested_values_are_checked():
 
 
 def test_answer_problems_for_text_calls_and_broken_syntax():
-    from toolace_r.tools import answer_problems, feedback_text
+    from toolace_r.schema_check import answer_problems, feedback_text
 
     tools = [{"name": "math.hypot", "description": "", "parameters": {
         "type": "dict", "properties": {"x": {"type": "integer"}, "y": {"type": "integer"}}, "required": ["x", "y"]}}]

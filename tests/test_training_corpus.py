@@ -150,7 +150,7 @@ def test_near_miss_drops_the_namespace_of_a_dotted_name(chatml_tokenizer):
     loose = normalize_tools([{"name": "math.hypot", "description": "", "parameters": {
         "type": "dict", "properties": {"x": {"type": "any"}}, "required": []}}])
     ex = Example("h", ex.messages, loose, ex.gold, "simple")
-    from toolace_r.tools import answer_problems
+    from toolace_r.schema_check import answer_problems
 
     caught = near_misses(ex, "[math.hypot(x=3)]", 9, random.Random(0), lambda t: bool(answer_problems(t, loose)))
     assert sorted(caught) == ["[hypot(x=3)]", "[math.hypot(x_value=3)]"]  # x="3" and no x fit this schema

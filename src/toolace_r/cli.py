@@ -276,7 +276,6 @@ def _cmd_refine_query(args: argparse.Namespace) -> int:
 
 def _cmd_refine_data(args: argparse.Namespace) -> int:
     from collections import Counter
-    from pathlib import Path
 
     from toolace_r.data import load
     from toolace_r.engines import engine_from_args

@@ -13,7 +13,7 @@ reuses its KV. Two ideas:
   compares the text), `fixed:N` runs exactly N refinement rounds, `none` keeps round 0. Every
   policy obeys the round cap `max_rounds`; `fixed:N` with N above the cap is a config error rather
   than a silent truncation. `checked` (ours, beyond the paper) refines only answers that do not fit
-  their tool list (`tools.answer_problems`: calls that fail the schema, or broken call syntax; plain
+  their tool list (`schema_check.answer_problems`: calls that fail the schema, or broken call syntax; plain
   text fits), tells the model in the refine turn what the check found, and also stops when an answer
   repeats any earlier one (an oscillation); `checked:silent` does the same without telling.
 - Rounds run over *chunks* of items (all rounds of one chunk, then the next chunk): the prefix cache
@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 from toolace_r.calls import ParseResult, ToolCall, canonical_answer, parse, render
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
 from toolace_r.prompts import PromptConfig, build_messages, render_prompt
-from toolace_r.tools import answer_problems, feedback_text
+from toolace_r.schema_check import answer_problems, feedback_text
 
 GUARDS = ("off", "error", "call")
 

@@ -8,8 +8,7 @@ Two ideas live here:
 - `normalize_tool` recognises a shape by its keys, then maps every type name it meets (JSON Schema,
   BFCL, ToolACE's Python-ish "str"/"list", xLAM's "List[int], optional") onto BFCL's eight names.
   Keys it does not know (`format`, `additionalProperties`, ...) are kept as they are.
-- `validate` checks one call against the schemas and returns problems as data, never raising:
-  the call usually comes from a model.
+Checking a call against these schemas is `toolace_r.schema_check`.
 
 Tool lists also come from strangers (dataset rows, API requests), so `normalize_tool(s)` bounds what
 it reads before reading it: nesting depth (`MAX_SCHEMA_DEPTH`, counted over every key of the tool
@@ -22,13 +21,11 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolace_r.calls import ToolCall, parse
+from toolace_r.jsonvalues import SAFE_INT_BITS, int_too_long, json_type, max_int_digits, number_problem, short
 
 BFCL_TYPES = ("string", "integer", "float", "boolean", "array", "tuple", "dict", "any")
 
@@ -60,8 +57,6 @@ MAX_SCHEMA_NODES = 50_000  # values (containers and scalars) in one tool list
 MAX_NAME_CHARS = 256  # a tool or parameter name; longer ones are not names anyone calls
 MAX_TYPE_NESTING = 8  # brackets in a Python-ish type string ("List[Dict[str, int]]" is 2)
 
-_LOG2_10 = math.log2(10)
-_SAFE_INT_BITS = 2000  # Python's digit limit is 0 (none) or >= 640 digits (> 2126 bits): shorter ints always print
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -100,7 +95,7 @@ class Tool:
     def from_openai(cls, obj: dict[str, Any]) -> "Tool":
         """Read the OpenAI tools-array shape; anything else is a ValueError."""
         if not (isinstance(obj, dict) and obj.get("type") == "function" and isinstance(obj.get("function"), dict)):
-            raise ValueError(f'expected {{"type": "function", "function": {{...}}}}, got {_short(obj)}')
+            raise ValueError(f'expected {{"type": "function", "function": {{...}}}}, got {short(obj)}')
         return normalize_tool(obj)
 
 
@@ -119,14 +114,14 @@ def _normalize_tool(obj: Any) -> Tool:
     if isinstance(obj, Tool):
         return obj
     if not isinstance(obj, dict):
-        raise ValueError(f"a tool must be a JSON object, got {json_type(obj)}: {_short(obj)}")
+        raise ValueError(f"a tool must be a JSON object, got {json_type(obj)}: {short(obj)}")
     if obj.get("type") == "function" and isinstance(obj.get("function"), dict):
         obj = obj["function"]
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
         raise ValueError(
             'expected a tool as {"name", "description", "parameters"} or '
-            f'{{"type": "function", "function": {{...}}}}, got {_short(obj)}')
+            f'{{"type": "function", "function": {{...}}}}, got {short(obj)}')
     _check_name(name, "tool name")
     description = obj.get("description") or ""
     if not isinstance(description, str):
@@ -189,7 +184,7 @@ def _check_bounds(tools: list[Any], numbered: bool) -> None:
                 elif kind is list:
                     below.extend(value)
                 elif kind is int:
-                    if value.bit_length() > _SAFE_INT_BITS and int_too_long(value):
+                    if value.bit_length() > SAFE_INT_BITS and int_too_long(value):
                         raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
                     continue
                 else:
@@ -214,7 +209,7 @@ def _children(value: Any, label: str) -> list[Any] | None:
     if isinstance(value, dict):
         for key in value:
             if not isinstance(key, str):
-                raise ValueError(f"{label}object keys must be strings, got {json_type(key)} {_short(key, 40)}")
+                raise ValueError(f"{label}object keys must be strings, got {json_type(key)} {short(key, 40)}")
         return list(value.values())
     if isinstance(value, (list, tuple)):
         return list(value)
@@ -232,36 +227,6 @@ def _check_name(name: str, what: str) -> None:
         raise ValueError(f"{what} {name[:40]!r}... is {len(name)} characters long (at most {MAX_NAME_CHARS})")
     if _CONTROL_CHARS.search(name):
         raise ValueError(f"{what} {name[:80]!r} contains control characters")
-
-
-def max_int_digits() -> int:
-    """Python's int-to-text digit limit (0: none), which `json.loads` and `json.dumps` both obey."""
-    return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
-
-
-def int_too_long(value: int) -> bool:
-    """Whether `str(value)` would exceed that limit, so no JSON writer here can write `value`."""
-    limit = max_int_digits()
-    if limit <= 0:
-        return False
-    bits = value.bit_length()  # a number of d digits has (d - 1) * log2(10) < bits <= d * log2(10) + 1
-    if bits <= (limit - 1) * _LOG2_10:
-        return False
-    if bits > limit * _LOG2_10 + 1:
-        return True
-    try:  # the thin band where only converting tells
-        str(value)
-    except ValueError:
-        return True
-    return False
-
-
-def number_problem(exc: ValueError) -> str:
-    """Python's digit-limit message, without its advice to raise the limit."""
-    text = str(exc)
-    if "Exceeds the limit" in text:
-        return f"a number with more than {max_int_digits()} digits"
-    return text
 
 
 def _normalize_parameters(params: Any, tool_name: str) -> dict[str, Any]:
@@ -286,7 +251,7 @@ def _normalize_parameters(params: Any, tool_name: str) -> dict[str, Any]:
     raise ValueError(
         f"tool {tool_name!r}: expected 'parameters' as a JSON Schema object "
         '({"type": "object"|"dict", "properties": {...}}) or as xLAM\'s {param: {"type": ..., ...}}, '
-        f"got {_short(params)}")
+        f"got {short(params)}")
 
 
 def _normalize_schema(schema: Any, where: str) -> dict[str, Any]:
@@ -534,147 +499,3 @@ def _schema_to_json(schema: dict[str, Any]) -> dict[str, Any]:
         extra = schema["additionalProperties"]
         out["additionalProperties"] = _schema_to_json(extra) if isinstance(extra, dict) else extra
     return out
-
-
-# --- validation ---------------------------------------------------------------------------------------
-
-PROBLEM_KINDS = ("unknown_function", "missing_required", "unknown_parameter", "wrong_type", "not_in_enum")
-
-
-@dataclass
-class Problem:
-    kind: str  # one of PROBLEM_KINDS
-    param: str | None
-    message: str
-
-
-def validate(call: ToolCall, tools: list[Tool]) -> list[Problem]:
-    """Everything wrong with `call` against the schemas in `tools` (empty list: the call fits).
-
-    Type rules follow BFCL: an int is a valid float, a bool is not an int, tuple and list are
-    interchangeable. Nested arrays and objects are checked as deep as their schema goes.
-    """
-    tool = next((t for t in tools if t.name == call.name), None)
-    if tool is None:
-        known = ", ".join(t.name for t in tools) or "none"
-        return [Problem("unknown_function", None, f"no tool named {call.name!r} (tools: {known})")]
-    problems = []
-    args = call.arguments if isinstance(call.arguments, dict) else {}
-    for name in tool.required:
-        if name not in args:
-            problems.append(Problem("missing_required", name, f"{call.name}: required parameter {name!r} is missing"))
-    props = tool.properties
-    for name, value in args.items():
-        if name not in props:
-            problems.append(Problem("unknown_parameter", name, f"{call.name}: no parameter {name!r} "
-                                    f"(known: {', '.join(props) or 'none'})"))
-            continue
-        problems.extend(_check_value(value, props[name], name, call.name))
-    return problems
-
-
-def answer_problems(text: str, tools: Any, fmt: str = "auto", limit: int = 4) -> list[str]:
-    """What a check of an answer against its tool list finds, as short messages (empty: it fits).
-
-    Plain text (a no-call answer) fits; text in call syntax that does not decode is one problem; calls
-    are checked with `validate`. At most `limit` messages: they are shown to a model in a prompt.
-    """
-    parsed = parse(text, fmt)
-    if parsed.error is not None:
-        return [f"not valid function-call syntax ({parsed.error})"]
-    if not parsed.is_call:
-        return []
-    try:
-        known = normalize_tools(tools)
-    except ValueError:
-        return []  # a tool list we cannot read: nothing to check the answer against
-    out = [p.message for call in parsed.calls or [] for p in validate(call, known)]
-    return out[:limit]
-
-
-def feedback_text(problems: list[str] | None) -> str | None:
-    """The check's findings as the one line a refine turn shows (None: nothing to say)."""
-    return "; ".join(problems) if problems else None
-
-
-def _check_value(value: Any, schema: Any, path: str, fn: str) -> list[Problem]:
-    if not isinstance(schema, dict):
-        return []
-    t = schema.get("type", "any")
-    if value is None:
-        # None passes only where the schema itself offers it.
-        if t == "any" or schema.get("default", 0) is None or schema.get("nullable") is True:
-            return []
-        return [Problem("wrong_type", path, f"{fn}: {path} is None, expected {t}")]
-    if not _type_ok(value, t):
-        return [Problem("wrong_type", path, f"{fn}: {path} is {json_type(value)} {_short(value)}, expected {t}")]
-    enum = schema.get("enum")
-    if isinstance(enum, list) and enum:
-        # On an array the enum lists what each element may be (BFCL's live data writes it so).
-        members = value if t in ("array", "tuple") and not _in_enum(value, enum) else [value]
-        outside = [v for v in members if not _in_enum(v, enum)]
-        if outside:
-            return [Problem("not_in_enum", path, f"{fn}: {path}={_short(value)} is not one of {_short(enum)}")]
-    problems: list[Problem] = []
-    if t in ("array", "tuple") and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            problems.extend(_check_value(item, schema["items"], f"{path}[{i}]", fn))
-    elif t == "dict" and isinstance(schema.get("properties"), dict) and schema["properties"]:
-        props = schema["properties"]
-        for key in schema.get("required") or []:
-            if key not in value:
-                problems.append(Problem("missing_required", f"{path}.{key}", f"{fn}: {path}.{key} is missing"))
-        for key, item in value.items():
-            if key in props:
-                problems.extend(_check_value(item, props[key], f"{path}.{key}", fn))
-            elif schema.get("additionalProperties") is False:
-                problems.append(Problem("unknown_parameter", f"{path}.{key}", f"{fn}: {path} has no key {key!r}"))
-    return problems
-
-
-def _type_ok(value: Any, t: str) -> bool:
-    if t == "any":
-        return True
-    if t == "boolean":
-        return isinstance(value, bool)
-    if isinstance(value, bool):  # bool subclasses int in Python; not here
-        return False
-    if t == "integer":
-        return isinstance(value, int)
-    if t == "float":
-        return isinstance(value, (int, float))
-    if t == "string":
-        return isinstance(value, str)
-    if t in ("array", "tuple"):
-        return isinstance(value, (list, tuple))
-    if t == "dict":
-        return isinstance(value, dict)
-    return True  # a type this module never produces: do not invent problems
-
-
-def _in_enum(value: Any, enum: list[Any]) -> bool:
-    # `True == 1` in Python; an enum of numbers must not accept a bool, nor an enum of bools a number.
-    return any(value == e and isinstance(value, bool) == isinstance(e, bool) for e in enum)
-
-
-# --- small helpers --------------------------------------------------------------------------------
-
-def json_type(value: Any) -> str:
-    """The word for a JSON value's type used in error messages: str, list, object, int, null."""
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    """A short rendering for messages; never raises (values may be deep, or numbers too long to print)."""
-    try:
-        text = json.dumps(value, ensure_ascii=False, default=str)
-    except (TypeError, ValueError, RecursionError):
-        try:
-            text = repr(value)
-        except (ValueError, RecursionError):
-            text = f"<{json_type(value)}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -28,9 +28,11 @@ from typing import Any, Iterator, Union
 
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import check_example, count_lines, expect, json_type, read_json_file
+from toolace_r.data.records import check_example, count_lines, expect, read_json_file
+from toolace_r.jsonvalues import json_type
 from toolace_r.data.registry import DatasetError, register_loader
-from toolace_r.tools import Tool, normalize_tools, validate
+from toolace_r.schema_check import validate
+from toolace_r.tools import Tool, normalize_tools
 
 
 @dataclass(frozen=True)

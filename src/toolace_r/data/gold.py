@@ -11,9 +11,10 @@ from typing import Any
 
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import json_type
+from toolace_r.jsonvalues import json_type
 from toolace_r.data.registry import DatasetError
-from toolace_r.tools import Tool, validate
+from toolace_r.schema_check import validate
+from toolace_r.tools import Tool
 
 
 def gold_from_text(text: str, fmt: str, where: str, field: str) -> Gold:

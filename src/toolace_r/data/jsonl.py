@@ -22,7 +22,8 @@ from toolace_r import files
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold, call_shape
 from toolace_r.data.gold import flag_problems
-from toolace_r.data.records import BadJson, check_example, expect, json_type, parse_json, read_json_file
+from toolace_r.data.records import BadJson, check_example, expect, parse_json, read_json_file
+from toolace_r.jsonvalues import json_type
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 

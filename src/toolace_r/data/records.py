@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Iterator, Union
 
 from toolace_r.data.example import Example
 from toolace_r.data.registry import DatasetError
-from toolace_r.tools import int_too_long, json_type, max_int_digits, number_problem  # json_type: for the loaders
+from toolace_r.jsonvalues import json_problem, json_type, number_problem
 
 Record = tuple[str, Any]  # (where, decoded JSON value)
 
@@ -39,7 +39,6 @@ MAX_LINE_BYTES = 16 << 20
 # [ours] Nesting of one record (BFCL's deepest is 12). Well below Python's recursion limit, so that
 # code walking a record recursively (JSON encoding, copying, tools.py's own bound of 64) never fails.
 MAX_DEPTH = 100
-_SAFE_INT_BITS = 2000  # Python's digit limit is 0 (none) or >= 640 digits (> 2126 bits): shorter ints always print
 _SKIP_CHUNK = 1 << 20  # an over-long line is stepped over in pieces of this size
 _BOM = b"\xef\xbb\xbf"
 # huggingface_hub's REPO_ID_REGEX, for when huggingface_hub itself is not importable
@@ -222,7 +221,7 @@ def _read_array(path: Path, data: bytes) -> Iterator[Union[Record, DatasetError]
     except ValueError as exc:
         raise DatasetError(str(path), f"not readable JSON ({number_problem(exc)})") from None
     for i, record in enumerate(records, start=1):
-        problem = json_problem(record, only_depth=True)
+        problem = json_problem(record, MAX_DEPTH, only_depth=True)
         if problem:
             yield DatasetError(f"{path} record {i}", f"not readable JSON ({problem})")
         else:
@@ -245,52 +244,10 @@ def parse_json(text: str, *, position: str = "char") -> Any:
         raise BadJson(f"not readable JSON ({number_problem(exc)})") from None
     # Each level of nesting opens a bracket: a text with fewer brackets than the bound needs no walk.
     if text.count("[") + text.count("{") >= MAX_DEPTH:
-        problem = json_problem(value, only_depth=True)
+        problem = json_problem(value, MAX_DEPTH, only_depth=True)
         if problem:
             raise BadJson(f"not readable JSON ({problem})")
     return value
-
-
-def json_problem(value: Any, max_depth: int | None = None, *, only_depth: bool = False) -> str | None:
-    """Why `value` is not data that `toolace_r.files.dumps` writes and this library walks safely, or None.
-
-    Checks, without recursion: nesting within `max_depth` (default MAX_DEPTH), numbers within Python's
-    int-to-text digit limit, and only JSON types (tuples pass as lists, non-string keys as JSON
-    writes them). Lone surrogates are fine: `files.dumps` escapes them. `only_depth`: just the
-    nesting, for what `json.loads` produced (its numbers and types are JSON already).
-    """
-    limit = MAX_DEPTH if max_depth is None else max_depth
-    level, depth = [[value]], -1  # inside a list of its own, `value` is checked as any element is
-    while level:  # one pass per nesting level, over the containers of that level
-        below: list[Any] = []
-        for item in level:
-            if isinstance(item, dict):
-                if not only_depth:
-                    for key in item:
-                        if not (key is None or isinstance(key, (str, int, float, bool))):
-                            return f"an object key of type {type(key).__name__}, which JSON cannot hold"
-                        if isinstance(key, int) and key.bit_length() > _SAFE_INT_BITS and int_too_long(key):
-                            return f"a number with more than {max_int_digits()} digits"
-                values: Iterable[Any] = item.values()
-            elif isinstance(item, (list, tuple)):
-                values = item
-            else:
-                continue
-            if depth >= limit:
-                return f"nested more than {limit} levels deep"
-            if only_depth:
-                below.extend([v for v in values if isinstance(v, (dict, list))])
-                continue
-            for v in values:
-                if isinstance(v, (dict, list, tuple)):
-                    below.append(v)
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    if v.bit_length() > _SAFE_INT_BITS and int_too_long(v):
-                        return f"a number with more than {max_int_digits()} digits"
-                elif not (v is None or isinstance(v, (str, float, bool))):
-                    return f"a {type(v).__name__} value, which JSON cannot hold"
-        level, depth = below, depth + 1
-    return None
 
 
 def check_example(example: Example, where: str) -> Union[Example, DatasetError]:
@@ -305,7 +262,7 @@ def check_example(example: Example, where: str) -> Union[Example, DatasetError]:
     parts = (("gold", [None if gold.calls is None else [c.arguments for c in gold.calls], gold.bfcl, gold.text]),
              ("metadata", example.metadata))
     for field, value in parts:
-        problem = json_problem(value)
+        problem = json_problem(value, MAX_DEPTH)
         if problem:
             return DatasetError(where, f"cannot be written as JSON ({problem})", field=field)
     return example
@@ -371,7 +328,7 @@ def _read_hub(hub_id: str, split: str, streaming: bool | None = None, *,
     for i, row in enumerate(ds, start=1):
         where = f"{hub_id} record {i}"
         row = dict(row)
-        problem = json_problem(row)  # Arrow rows can hold what JSON cannot (bytes, timestamps)
+        problem = json_problem(row, MAX_DEPTH)  # Arrow rows can hold what JSON cannot (bytes, timestamps)
         yield DatasetError(where, f"not readable JSON ({problem})") if problem else (where, row)
 
 

@@ -15,9 +15,10 @@ from typing import Any, Iterator, Union
 
 from toolace_r.data.example import Example, call_shape
 from toolace_r.data.gold import flag_problems, gold_from_text
-from toolace_r.data.records import build_examples, expect, json_type
+from toolace_r.data.records import build_examples, expect
 from toolace_r.data.registry import DatasetError, register_loader
-from toolace_r.tools import normalize_tools, number_problem
+from toolace_r.jsonvalues import json_type, number_problem
+from toolace_r.tools import normalize_tools
 
 DEFAULT_HUB_ID = "Team-ACE/ToolACE"
 TOOLS_MARKER = "in JSON format that you can invoke."

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 from toolace_r.calls import ToolCall, parse, render
 from toolace_r.files import write_jsonl
 from toolace_r.prompts import PromptConfig, render_pair
-from toolace_r.tools import answer_problems, feedback_text
+from toolace_r.schema_check import answer_problems, feedback_text
 
 from .config import CorpusConfig
 

@@ -1,0 +1,110 @@
+"""JSON-like values from strangers (dataset rows, requests, model output): what they may hold.
+
+Python reads and writes integers of any size, but refuses to turn one of more than
+`sys.get_int_max_str_digits()` digits into text, so such a number, once read, breaks every writer
+later. These helpers say, without recursion and without converting, whether a value can be written
+(`json_problem`, `int_too_long`), and give messages that never raise (`short`, `json_type`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any, Iterable
+
+_LOG2_10 = math.log2(10)
+# Python's digit limit is 0 (none) or >= 640 digits (> 2126 bits): ints shorter than this always print.
+SAFE_INT_BITS = 2000
+
+
+def max_int_digits() -> int:
+    """Python's int-to-text digit limit (0: none), which `json.loads` and `json.dumps` both obey."""
+    return sys.get_int_max_str_digits() if hasattr(sys, "get_int_max_str_digits") else 0
+
+
+def int_too_long(value: int) -> bool:
+    """Whether `str(value)` would exceed that limit, so no JSON writer here can write `value`."""
+    limit = max_int_digits()
+    if limit <= 0:
+        return False
+    bits = value.bit_length()  # a number of d digits has (d - 1) * log2(10) < bits <= d * log2(10) + 1
+    if bits <= (limit - 1) * _LOG2_10:
+        return False
+    if bits > limit * _LOG2_10 + 1:
+        return True
+    try:  # the thin band where only converting tells
+        str(value)
+    except ValueError:
+        return True
+    return False
+
+
+def number_problem(exc: ValueError) -> str:
+    """Python's digit-limit message, without its advice to raise the limit."""
+    text = str(exc)
+    if "Exceeds the limit" in text:
+        return f"a number with more than {max_int_digits()} digits"
+    return text
+
+
+def json_problem(value: Any, max_depth: int, *, only_depth: bool = False) -> str | None:
+    """Why `value` is not data that `toolace_r.files.dumps` writes and this library walks safely, or None.
+
+    Checks, without recursion: nesting within `max_depth`, numbers within Python's
+    int-to-text digit limit, and only JSON types (tuples pass as lists, non-string keys as JSON
+    writes them). Lone surrogates are fine: `files.dumps` escapes them. `only_depth`: just the
+    nesting, for what `json.loads` produced (its numbers and types are JSON already).
+    """
+    limit = max_depth
+    level, depth = [[value]], -1  # inside a list of its own, `value` is checked as any element is
+    while level:  # one pass per nesting level, over the containers of that level
+        below: list[Any] = []
+        for item in level:
+            if isinstance(item, dict):
+                if not only_depth:
+                    for key in item:
+                        if not (key is None or isinstance(key, (str, int, float, bool))):
+                            return f"an object key of type {type(key).__name__}, which JSON cannot hold"
+                        if isinstance(key, int) and key.bit_length() > SAFE_INT_BITS and int_too_long(key):
+                            return f"a number with more than {max_int_digits()} digits"
+                values: Iterable[Any] = item.values()
+            elif isinstance(item, (list, tuple)):
+                values = item
+            else:
+                continue
+            if depth >= limit:
+                return f"nested more than {limit} levels deep"
+            if only_depth:
+                below.extend([v for v in values if isinstance(v, (dict, list))])
+                continue
+            for v in values:
+                if isinstance(v, (dict, list, tuple)):
+                    below.append(v)
+                elif isinstance(v, int) and not isinstance(v, bool):
+                    if v.bit_length() > SAFE_INT_BITS and int_too_long(v):
+                        return f"a number with more than {max_int_digits()} digits"
+                elif not (v is None or isinstance(v, (str, float, bool))):
+                    return f"a {type(v).__name__} value, which JSON cannot hold"
+        level, depth = below, depth + 1
+    return None
+
+
+def json_type(value: Any) -> str:
+    """The word for a JSON value's type used in error messages: str, list, object, int, null."""
+    if value is None:
+        return "null"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+def short(value: Any, limit: int = 80) -> str:
+    """A short rendering for messages; never raises (values may be deep, or numbers too long to print)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, default=str)
+    except (TypeError, ValueError, RecursionError):
+        try:
+            text = repr(value)
+        except (ValueError, RecursionError):
+            text = f"<{json_type(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -12,6 +12,8 @@ from typing import Callable
 
 import pytest
 
+from toolace_r.engines.base import Completion, Engine, GenerationResult
+
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
@@ -54,6 +56,36 @@ def build_chatml_tokenizer():
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
+
+
+class RecordingEngine(Engine):
+    """A scripted engine for server tests: records every prompt, answers each with `answer(prompt,
+    params)` (a subclass's script), n completions per request, one token per `chars_per_token`."""
+
+    name = "recording"
+    chars_per_token = 1
+
+    def __init__(self) -> None:
+        import threading
+
+        self.tokenizer = build_chatml_tokenizer()
+        self.prompts: list[str] = []
+        self.lock = threading.Lock()
+
+    def answer(self, prompt: str, params) -> str:
+        raise NotImplementedError
+
+    def generate(self, requests, progress: bool = False):
+        out = []
+        for r in requests:
+            prompt = r.prompt or ""
+            with self.lock:
+                self.prompts.append(prompt)
+            text = self.answer(prompt, r.params)
+            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=len(prompt),
+                                                    completion_tokens=len(text) // self.chars_per_token)
+                                         for _ in range(r.params.n)]))
+        return out
 
 def build_tiny_model_dir(path: Path) -> Path:
     """Save a tiny random-weight Llama (hidden 32, 2 layers) and the ChatML tokenizer into `path`."""

@@ -8,8 +8,6 @@ of a second server (`--upstream` mode).
 from __future__ import annotations
 
 import json
-import threading
-from typing import Sequence
 
 import pytest
 
@@ -18,8 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
 
-from conftest import build_chatml_tokenizer  # noqa: E402
-from toolace_r.engines.base import Completion, Engine, GenerationRequest, GenerationResult  # noqa: E402
+from conftest import RecordingEngine  # noqa: E402
 from toolace_r.prompts import DEFAULT_REFINE_INSTRUCTION  # noqa: E402
 from toolace_r.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 
@@ -36,7 +33,7 @@ TIME = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-class ScriptedEngine(Engine):
+class ScriptedEngine(RecordingEngine):
     """Answers by keyword in the last user turn; records every prompt it was given.
 
     "Paris": a call at once, repeated when refined (adaptive converges after one refinement).
@@ -46,34 +43,21 @@ class ScriptedEngine(Engine):
     """
 
     name = "scripted"
+    chars_per_token = 4
 
-    def __init__(self) -> None:
-        self.tokenizer = build_chatml_tokenizer()
-        self.prompts: list[str] = []
-        self.lock = threading.Lock()
-
-    def generate(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationResult]:
-        out = []
-        for r in requests:
-            prompt = r.prompt or ""
-            with self.lock:
-                self.prompts.append(prompt)
-            if "BOOM" in prompt:
-                raise RuntimeError("scripted failure")
-            refining = DEFAULT_REFINE_INSTRUCTION in prompt
-            if "Paris" in prompt:
-                text = '[get_weather(city="Paris", unit="c")]'
-            elif "Tokio" in prompt:
-                text = '[get_weather(city="Tokyo")]' if refining else '[get_weather(city="Tokio")]'
-            elif "time" in prompt and "get_time" in prompt:
-                text = '[get_time(city="Rome")]'
-            else:
-                text = "I cannot help with that."
-            text = text[: r.params.max_new_tokens * 4]
-            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=len(prompt),
-                                                    completion_tokens=len(text) // 4)
-                                         for _ in range(r.params.n)]))
-        return out
+    def answer(self, prompt: str, params) -> str:
+        if "BOOM" in prompt:
+            raise RuntimeError("scripted failure")
+        refining = DEFAULT_REFINE_INSTRUCTION in prompt
+        if "Paris" in prompt:
+            text = '[get_weather(city="Paris", unit="c")]'
+        elif "Tokio" in prompt:
+            text = '[get_weather(city="Tokyo")]' if refining else '[get_weather(city="Tokio")]'
+        elif "time" in prompt and "get_time" in prompt:
+            text = '[get_time(city="Rome")]'
+        else:
+            text = "I cannot help with that."
+        return text[: params.max_new_tokens * 4]
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
@@ -24,10 +24,9 @@ pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 import httpx  # noqa: E402
 
-from conftest import build_chatml_tokenizer  # noqa: E402
+from conftest import RecordingEngine, build_chatml_tokenizer  # noqa: E402
 from toolace_r.calls import ParseResult, ToolCall  # noqa: E402
 from toolace_r.engines import get_engine  # noqa: E402
-from toolace_r.engines.base import Completion, Engine, GenerationRequest, GenerationResult  # noqa: E402
 from toolace_r.serve import ServeConfig, ServerThread, create_app  # noqa: E402
 from toolace_r.serve.responses import guarded_stream  # noqa: E402
 
@@ -39,7 +38,7 @@ WEATHER = {"type": "function", "function": {
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
 
 
-class HostileEngine(Engine):
+class HostileEngine(RecordingEngine):
     """Answers by keyword in the prompt; records every prompt.
 
     SURROGATE-TEXT: prose with a lone surrogate. SURROGATE-CALL: a JSON call whose argument holds
@@ -49,33 +48,18 @@ class HostileEngine(Engine):
 
     name = "hostile"
 
-    def __init__(self) -> None:
-        self.tokenizer = build_chatml_tokenizer()
-        self.prompts: list[str] = []
-        self.lock = threading.Lock()
-
-    def generate(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationResult]:
-        out = []
-        for r in requests:
-            prompt = r.prompt or ""
-            with self.lock:
-                self.prompts.append(prompt)
-            if "TOOLONG" in prompt:
-                raise ValueError("prompt of 9999 tokens does not fit the model's context of 10")
-            if "SURROGATE-TEXT" in prompt:
-                text = "caf\ud800 au lait"
-            elif "SURROGATE-CALL" in prompt:
-                text = '[{"name": "get_weather", "arguments": {"city": "Par\ud800is"}}]'
-            elif "INFINITE" in prompt:
-                text = '[{"name": "get_weather", "arguments": {"city": 1e999, "unit": NaN}}]'
-            elif "get_weather" in prompt:
-                text = '[get_weather(city="Paris")]'
-            else:
-                text = "fine, thanks"
-            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=len(prompt),
-                                                    completion_tokens=len(text))
-                                         for _ in range(r.params.n)]))
-        return out
+    def answer(self, prompt: str, params) -> str:
+        if "TOOLONG" in prompt:
+            raise ValueError("prompt of 9999 tokens does not fit the model's context of 10")
+        if "SURROGATE-TEXT" in prompt:
+            return "caf\ud800 au lait"
+        if "SURROGATE-CALL" in prompt:
+            return '[{"name": "get_weather", "arguments": {"city": "Par\ud800is"}}]'
+        if "INFINITE" in prompt:
+            return '[{"name": "get_weather", "arguments": {"city": 1e999, "unit": NaN}}]'
+        if "get_weather" in prompt:
+            return '[get_weather(city="Paris")]'
+        return "fine, thanks"
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ from toolace_r.training.loop import (
     hash_obj,
     model_fingerprint,
     phase_done,
+    run_dir_lock,
     run_training,
     train_resumable,
     training_items,
@@ -73,6 +74,10 @@ class Pipeline:
 
     # - the run -
     def run(self) -> dict[str, Any]:
+        with run_dir_lock(self.root):  # one pipeline per output directory at a time
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.root.mkdir(parents=True, exist_ok=True)
         save_config(cfg, self.root / "config.yaml")

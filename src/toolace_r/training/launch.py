@@ -14,17 +14,28 @@ The training loop stays one plain process. Its sample and train phases go throug
 
 Every child writes its output to a log file in the iteration directory; a child that fails is reported
 as one `LaunchError` naming the command, the exit status and that log, with the log's last lines.
+
+No child outlives the orchestrator, so a resumed run never starts while an old child still writes into
+the run directory. Each child runs in a session of its own (its process group is its pid) with a
+parent-death signal (Linux: prctl PR_SET_PDEATHSIG, SIGKILL), and the orchestrator kills the group when
+the phase ends by an exception and when it gets SIGTERM. The processes a launcher starts in turn (torchrun
+puts every rank in a session of its own, out of reach of the group kill) set the signal themselves first
+thing in worker.main (`die_with_parent`), and exit if the orchestrator died before they could.
 """
 from __future__ import annotations
 
+import ctypes
 import dataclasses
+import functools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from toolace_r.config import to_dict
 from toolace_r.files import write_json
@@ -35,6 +46,8 @@ TRAIN_LAUNCHERS = ("inprocess", "subprocess", "accelerate")
 SAMPLE_LAUNCHERS = ("inprocess", "subprocess")
 WORKER_MODULE = "toolace_r.training.worker"
 LOG_TAIL_LINES = 20
+ORCHESTRATOR_ENV = "TOOLACE_R_ORCHESTRATOR_PID"  # set for every child: the pid of the run's main process
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class LaunchError(RuntimeError):
@@ -82,6 +95,7 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
         # No GPU: accelerate must not try one, and each rank gets few threads (ranks share the cores).
         env.setdefault("ACCELERATE_USE_CPU", "true")
         env.setdefault("OMP_NUM_THREADS", "1")
+    env[ORCHESTRATOR_ENV] = str(os.getpid())
     env.update(extra or {})
     return env
 
@@ -95,12 +109,149 @@ def _has_cuda_devices() -> bool:
     return torch.cuda.device_count() > 0
 
 
+# --- children that die with the orchestrator --------------------------------------------------------
+
+@functools.lru_cache(maxsize=1)
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, or None where there is none (not Linux)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+def set_parent_death_signal(sig: int = signal.SIGKILL) -> bool:
+    """Have the kernel send `sig` to this process when its parent ends (Linux only; False elsewhere).
+
+    The kernel ties the signal to the parent *thread* that started this process, not to the parent
+    process: it would fire early if that thread ended first. The orchestrator starts a child and waits
+    for it in the same call of the same thread (`train`, `sample`), and torchrun and accelerate start
+    their ranks from their main threads, so the starting thread always outlives the child.
+    """
+    prctl = _prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def _death_signal_setup(parent: int) -> Callable[[], None] | None:
+    """The preexec_fn of a child: the parent-death signal, then an exit if `parent` already died."""
+    prctl = _prctl()
+    if prctl is None:
+        return None
+    sig = int(signal.SIGKILL)
+
+    # It runs in the forked child before exec: two system calls (prctl looked up in the parent, above)
+    # and nothing that takes a lock another thread of the parent may have held at the fork.
+    def setup() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died between the fork and the prctl
+            os._exit(1)
+
+    return setup
+
+
+def descends_from(ancestor: int) -> bool:
+    """Whether `ancestor` is this process's parent or one of its parent's ancestors (True without /proc)."""
+    if not os.path.exists("/proc/self/stat"):
+        return True
+    pid = os.getppid()
+    for _ in range(1024):
+        if pid == ancestor:
+            return True
+        if pid <= 1:
+            return False
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return False  # an ancestor just ended: this process is being orphaned
+        pid = int(stat.rsplit(")", 1)[1].split()[1])  # after the (command name): state, parent pid
+    return False
+
+
+def die_with_parent() -> None:
+    """First thing in a worker: the parent-death signal, and an exit if the orchestrator is already gone.
+
+    A rank that torchrun started sets its own signal here; if its launcher (or the orchestrator) died
+    before that, it was orphaned and the orchestrator named in ORCHESTRATOR_ENV is no longer its ancestor.
+    """
+    set_parent_death_signal()
+    orchestrator = os.environ.get(ORCHESTRATOR_ENV, "")
+    if orchestrator.isdigit() and not descends_from(int(orchestrator)):
+        sys.stderr.write(f"toolace_r.training.worker: the run's main process (pid {orchestrator}) is gone; "
+                         "exiting\n")
+        os._exit(1)
+
+
+_LIVE: set[subprocess.Popen] = set()  # children started and not yet stopped
+_previous_sigterm: Any = None
+_sigterm_installed = False
+
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass  # the group is empty (or its id was reused by someone else's process)
+
+
+def kill_children() -> None:
+    """SIGKILL the process group of every child not yet stopped. It waits for nothing, so a signal
+    handler may call it at any point (even inside `Popen.wait`, whose lock it would need)."""
+    for proc in list(_LIVE):
+        _kill_group(proc.pid)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    global _sigterm_installed
+    kill_children()
+    previous = _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL
+    signal.signal(signal.SIGTERM, previous)
+    _sigterm_installed = False
+    if callable(previous):
+        previous(signum, frame)
+    elif previous != signal.SIG_IGN:
+        os.kill(os.getpid(), signal.SIGTERM)  # end the way SIGTERM would have ended this process
+
+
+def _track(proc: subprocess.Popen) -> None:
+    global _previous_sigterm, _sigterm_installed
+    _LIVE.add(proc)
+    # Only the main thread may set a signal handler; elsewhere the parent-death signal still holds.
+    if not _sigterm_installed and threading.current_thread() is threading.main_thread():
+        _previous_sigterm = signal.signal(signal.SIGTERM, _on_sigterm)
+        _sigterm_installed = True
+
+
+def _untrack(proc: subprocess.Popen) -> None:
+    global _sigterm_installed
+    _LIVE.discard(proc)
+    if (not _LIVE and _sigterm_installed and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGTERM) is _on_sigterm):
+        signal.signal(signal.SIGTERM, _previous_sigterm if _previous_sigterm is not None else signal.SIG_DFL)
+        _sigterm_installed = False
+
+
 def start_child(cmd: Sequence[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start `cmd` in a session of its own, writing to `log_path`; pair it with `stop_child` (finally)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + " ".join(cmd) + "\n")
         log.flush()
-        return subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env)
+        proc = subprocess.Popen(list(cmd), stdout=log, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, preexec_fn=_death_signal_setup(os.getpid()))
+    _track(proc)
+    return proc
+
+
+def stop_child(proc: subprocess.Popen) -> None:
+    """Kill what is left of `proc`'s process group (all of it, if the phase ended early) and reap it."""
+    _kill_group(proc.pid)
+    proc.wait()
+    _untrack(proc)
 
 
 def wait_child(proc: subprocess.Popen, cmd: Sequence[str], log_path: Path, what: str) -> None:
@@ -112,7 +263,11 @@ def wait_child(proc: subprocess.Popen, cmd: Sequence[str], log_path: Path, what:
 
 def run_child(cmd: Sequence[str], log_path: Path, what: str, env: dict[str, str] | None = None) -> None:
     """Run one child to the end, its output going to `log_path`; LaunchError if it fails."""
-    wait_child(start_child(cmd, log_path, env or child_env()), cmd, log_path, what)
+    proc = start_child(cmd, log_path, env or child_env())
+    try:
+        wait_child(proc, cmd, log_path, what)
+    finally:
+        stop_child(proc)
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -189,17 +344,22 @@ def sample(run: Any, model_dir: str, it: int, iter_dir: str | Path) -> list[dict
            "progress": run.progress}
     write_json(d / SAMPLE_JOB, job, indent=None)
     running = []
-    for i in range(n_shards):
-        extra = {"CUDA_VISIBLE_DEVICES": shard_gpus(i, cfg.gpus_per_process)} if cfg.gpus_per_process > 0 else {}
-        cmd = worker_command(["sample", "--dir", str(d), "--shard", str(i)])
-        log = shards / f"shard_{i}.log"
-        running.append((start_child(cmd, log, child_env(extra)), cmd, log, i))
     errors = []
-    for proc, cmd, log, i in running:  # wait for all, so no child outlives a failure of another
-        try:
-            wait_child(proc, cmd, log, f"sampling shard {i}/{n_shards}")
-        except LaunchError as exc:
-            errors.append(str(exc))
+    try:
+        for i in range(n_shards):
+            extra = {"CUDA_VISIBLE_DEVICES": shard_gpus(i, cfg.gpus_per_process)} if cfg.gpus_per_process > 0 \
+                else {}
+            cmd = worker_command(["sample", "--dir", str(d), "--shard", str(i)])
+            log = shards / f"shard_{i}.log"
+            running.append((start_child(cmd, log, child_env(extra)), cmd, log, i))
+        for proc, cmd, log, i in running:  # wait for all, so no child outlives a failure of another
+            try:
+                wait_child(proc, cmd, log, f"sampling shard {i}/{n_shards}")
+            except LaunchError as exc:
+                errors.append(str(exc))
+    finally:  # an exception here (Ctrl-C, a failed start) ends the shards already running
+        for proc, *_ in running:
+            stop_child(proc)
     if errors:
         raise LaunchError("\n".join(errors))
     return merge_shards(shards, n_shards, job["ids"])

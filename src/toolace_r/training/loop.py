@@ -6,22 +6,30 @@
 Each phase writes its outputs atomically, then `<phase>.done` holding the hashes of its inputs (config
 sections, upstream files, the model it read) and of its outputs. A phase counts as finished only when its
 marker's input hashes equal the current ones, so `--resume` after a crash or kill skips finished phases,
-redoes an unfinished one from scratch (training continues from its last trainer checkpoint), and redoes
-whatever a changed config section feeds. The run stops when an iteration's selection gains no more than
-`loop.min_growth` new items (from iteration 1 on; an iteration that trains on the warm-up never stops
-the run) or after `loop.max_iterations`.
+redoes an unfinished one from scratch (training continues from its last complete trainer checkpoint), and
+redoes whatever a changed config section feeds. The run stops when an iteration's selection gains no more
+than `loop.min_growth` new items (from iteration 1 on; an iteration that trains on the warm-up never stops
+the run) or after `loop.max_iterations`. One process at a time works in a run directory (`run_dir_lock`),
+and the children of a phase die with the process that started them (training/launch.py).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: runs go unlocked
+    fcntl = None  # type: ignore[assignment]
 
 from toolace_r.config import save_config
 from toolace_r.files import write_json
@@ -31,6 +39,43 @@ from . import difficulty, launch, selection
 from .config import TrainConfig
 
 PHASES = ("sample", "select", "corpus", "train", "eval")
+LOCK_FILE = ".toolace-r.lock"
+
+
+# --- one process per run directory -----------------------------------------------------------------
+
+class RunDirLocked(ValueError):
+    """Another process is working in the run directory (a ValueError: the CLI prints one line, exits 2)."""
+
+
+@contextlib.contextmanager
+def run_dir_lock(root: str | Path) -> Iterator[None]:
+    """Hold `root`'s lock for the block; RunDirLocked at once if another process holds it.
+
+    An flock on root/LOCK_FILE, which the kernel drops when its holder ends, however it ends: a run
+    killed with SIGKILL leaves no stale lock. The file holds the holder's pid for the error message; it
+    is written in place and never removed (a new or renamed file would be a different lock).
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    if fcntl is None:
+        yield
+        return
+    path = root / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "not yet recorded"
+            raise RunDirLocked(f"run directory {root} is in use by another toolace-r process (pid {holder}); "
+                               "wait for it to finish or stop it, then retry (with --resume to continue it)") \
+                from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 # --- hashing and markers ---------------------------------------------------------------------------
@@ -225,6 +270,10 @@ class TrainingRun:
         }
 
     def run(self) -> dict[str, Any]:
+        with run_dir_lock(self.root):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         self._prepare()
         iterations: list[dict[str, Any]] = []
         model_dir, prev_sel = self.base_model, None

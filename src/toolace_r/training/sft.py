@@ -8,20 +8,32 @@ checkpoint (adapters merged into the weights, tokenizer beside it) that the next
 The same code runs under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3; see training/launch.py): the
 Trainer shards batches over the ranks; at the end every rank takes part in gathering the weights
 (`trainer.save_model`), then rank 0 alone merges and writes the model folder while the others wait.
+
+Trainer checkpoints are written in place (transformers writes checkpoint-N/ file by file, trainer_state.json
+last, and no rank waits for the others), so a kill during a save leaves a checkpoint-N/ that looks like any
+other. A callback therefore seals each checkpoint once every rank has written its files (`SEAL`: the list of
+files and their sizes, written atomically), and prunes older checkpoints only after that; `--resume` takes
+the newest sealed checkpoint whose files are all there and removes the others (`last_checkpoint`).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any, Sequence
+
+from toolace_r.files import write_json
 
 from .config import SFTStageConfig
 
 log = logging.getLogger(__name__)
 
 FINETUNE = ("lora", "full")
+SEAL = "checkpoint.sealed.json"  # in checkpoint-N/: the checkpoint is whole (see the module docstring)
+_CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
 
 def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Path, cfg: SFTStageConfig,
@@ -59,7 +71,8 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
         logging_steps=cfg.logging_steps,
         save_strategy="steps",
         save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
+        # The Trainer would delete older checkpoints before the new one is sealed; _CheckpointSeal prunes.
+        save_total_limit=None,
         seed=cfg.seed,
         data_seed=cfg.seed,
         train_sampling_strategy=cfg.sampling_strategy,
@@ -79,7 +92,86 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
     dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config)
+                      peft_config=peft_config, callbacks=[_checkpoint_seal(cfg.save_total_limit)])
+
+
+def _checkpoint_seal(keep: int | None):
+    """A TrainerCallback that seals each checkpoint when all ranks have saved it, then keeps the newest `keep`."""
+    from transformers import TrainerCallback
+
+    class CheckpointSeal(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            # on_save runs on every rank right after its part of the checkpoint is on disk.
+            _barrier()
+            if state.is_world_process_zero:
+                ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                seal_checkpoint(ckpt)
+                prune_checkpoints(ckpt, keep)
+            return control
+
+    return CheckpointSeal()
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def seal_checkpoint(ckpt: Path) -> None:
+    """Record every file of `ckpt` with its size: from now on `ckpt` counts as complete."""
+    files = {str(p.relative_to(ckpt)): p.stat().st_size for p in sorted(ckpt.rglob("*"))
+             if p.is_file() and p.name != SEAL}
+    write_json(ckpt / SEAL, {"files": files})
+
+
+def incomplete_reason(ckpt: Path) -> str | None:
+    """None when `ckpt` is sealed and holds every file of its seal at its size; else what is wrong."""
+    try:
+        files = json.loads((ckpt / SEAL).read_text(encoding="utf-8"))["files"]
+    except FileNotFoundError:
+        return "not sealed: its save did not finish"
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return f"unreadable {SEAL}: {exc}"
+    if "trainer_state.json" not in files:
+        return "no trainer_state.json"
+    for name, size in files.items():
+        try:
+            actual = (ckpt / name).stat().st_size
+        except OSError:
+            return f"{name} is missing"
+        if actual != size:
+            return f"{name} holds {actual} bytes, sealed with {size}"
+    return None
+
+
+def _checkpoints(root: Path) -> list[tuple[int, Path]]:
+    """(step, path) of the checkpoint-N folders under `root`, oldest first."""
+    found = []
+    for path in root.iterdir() if root.is_dir() else ():
+        match = _CHECKPOINT_DIR.match(path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def _remove_checkpoint(path: Path) -> None:
+    (path / SEAL).unlink(missing_ok=True)  # first, so a kill during the removal leaves it unsealed
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def prune_checkpoints(newest: Path, keep: int | None) -> None:
+    """Remove the checkpoints older than the sealed `newest` but the keep - 1 most recent of them.
+
+    No limit when keep is None or < 1 (as the Trainer's save_total_limit).
+    """
+    if keep is None or keep < 1:
+        return
+    step = int(_CHECKPOINT_DIR.match(newest.name).group(1))
+    older = [path for s, path in _checkpoints(newest.parent) if s < step]
+    for path in older[:max(0, len(older) - (keep - 1))]:
+        _remove_checkpoint(path)
 
 
 def world_size() -> int:
@@ -107,21 +199,38 @@ def _dtype(name: str):
     return value
 
 
-def last_checkpoint(work_dir: str | Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def rank() -> int:
+    """This process's global rank (set by `accelerate launch` / torchrun; 0 otherwise)."""
+    return int(os.environ.get("RANK", "0"))
 
-    ckpt = Path(work_dir) / "checkpoints"
-    return get_last_checkpoint(str(ckpt)) if ckpt.is_dir() else None
+
+def last_checkpoint(work_dir: str | Path, clean: bool = False) -> str | None:
+    """The newest complete trainer checkpoint under work_dir/checkpoints, or None.
+
+    Incomplete ones (`incomplete_reason`) are skipped with a log line, and with `clean` removed, so the
+    Trainer never writes a new checkpoint into the remains of a torn one. Every rank may call this at
+    once with only rank 0 cleaning: removing incomplete folders never changes which one is chosen.
+    """
+    chosen = None
+    for _, path in reversed(_checkpoints(Path(work_dir) / "checkpoints")):
+        reason = incomplete_reason(path)
+        if reason is None:
+            chosen = chosen or path
+            continue
+        log.warning("skipping incomplete checkpoint %s (%s)%s", path, reason, "; removing it" if clean else "")
+        if clean:
+            _remove_checkpoint(path)
+    return str(chosen) if chosen else None
 
 
 def train_sft(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Path, cfg: SFTStageConfig,
               resume: bool = False, progress: bool = False) -> dict[str, Any]:
     """Train, then save the merged full model to work_dir/model; returns loss figures.
 
-    With `resume`, training continues from the newest trainer checkpoint under work_dir, if any.
+    With `resume`, training continues from the newest complete trainer checkpoint under work_dir, if any.
     """
     trainer = build_trainer(model_dir, rows, work_dir, cfg, progress=progress)
-    checkpoint = last_checkpoint(work_dir) if resume else None
+    checkpoint = last_checkpoint(work_dir, clean=rank() == 0) if resume else None
     if checkpoint:
         log.info("resuming training from %s", checkpoint)
     result = trainer.train(resume_from_checkpoint=checkpoint)

@@ -31,7 +31,7 @@ def run_train(iter_dir: Path) -> int:
     rows = [json.loads(line) for line in Path(job["corpus"]).read_text(encoding="utf-8").splitlines()
             if line.strip()]
     result = sft.train_sft(job["model_dir"], rows, iter_dir, cfg, resume=job["resume"], progress=job["progress"])
-    if sft.world_size() == 1 or _rank() == 0:
+    if sft.world_size() == 1 or sft.rank() == 0:
         write_json(iter_dir / launch.TRAIN_RESULT, result)
     return 0
 
@@ -55,13 +55,8 @@ def run_sample(iter_dir: Path, shard: int) -> int:
     return 0
 
 
-def _rank() -> int:
-    import os
-
-    return int(os.environ.get("RANK", "0"))
-
-
 def main(argv: list[str] | None = None) -> int:
+    launch.die_with_parent()  # before the slow imports: no orphan of a killed run keeps working
     parser = argparse.ArgumentParser(prog="python -m toolace_r.training.worker")
     sub = parser.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("train")

@@ -31,7 +31,7 @@ demo-quick: $(STAMP)
 	$(BIN)/toolace-r demo --config configs/demo_quick.yaml
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

@@ -194,3 +194,10 @@ def test_parse_prints_lone_surrogates_as_json_escapes(capsys):
 
 def test_dumps_writes_non_finite_keys_as_json_would():
     assert json.loads(dumps({float("inf"): 1, float("nan"): [float("-inf")]})) == {"Infinity": 1, "NaN": [None]}
+
+
+def test_a_negative_limit_in_a_config_is_an_error_too():
+    from toolace_r.evaluation.rounds import benchmark_slice
+
+    with pytest.raises(ValueError, match="limit must be >= 0"):
+        benchmark_slice("bfcl", "simple_python", limit=-2)

@@ -278,6 +278,8 @@ def benchmark_slice(benchmark: str, categories: str, data_dir: str | None = None
     """A benchmark's examples, at most `limit` per category (the first ones, in file order)."""
     from toolace_r.evaluation.runner import load_benchmark
 
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 (examples per category), got {limit}")
     examples = load_benchmark(benchmark, categories, data_dir)
     if limit is None:
         return examples

@@ -1,6 +1,6 @@
 """Tool calls: one `ToolCall` type, parsing model output in several formats, rendering, equality.
 
-CONTRACT (shared by every module; the parser/renderer bodies are filled in by the calls work):
+CONTRACT (shared by every module):
 - `ToolCall(name, arguments)` is immutable-by-convention; `arguments` is a plain JSON-like dict.
 - `parse(text, fmt="auto") -> ParseResult` never raises on any input string and never evaluates it.
 - `render(calls, fmt) -> str`; parse(render(c, f), f).calls == c.

@@ -44,7 +44,7 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- data (filled in by the datasets work) -------------------------------------------------------
+# --- data ----------------------------------------------------------------------------------------
 
 def _add_data(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("data", help="show or convert datasets")
@@ -92,7 +92,7 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- models (filled in by the models work) -------------------------------------------------------
+# --- models --------------------------------------------------------------------------------------
 
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list or pull named models")
@@ -130,7 +130,7 @@ def _cmd_models_pull(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- eval (filled in by the evaluation work) -----------------------------------------------------
+# --- eval ----------------------------------------------------------------------------------------
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="score predictions or a model on a benchmark")

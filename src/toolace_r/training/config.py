@@ -158,9 +158,10 @@ class SFTStageConfig:
     logging_steps: int = 1
     seed: int = 0
     num_threads: int | None = None
-    # Scale-out (training/launch.py, docs/scaling.md). launcher: "inprocess" (today's behaviour),
-    # "subprocess" (`python -m toolace_r.training.worker`), or "accelerate" (`accelerate launch` with
-    # `num_processes` ranks, optionally an accelerate YAML: DDP, FSDP or DeepSpeed ZeRO-3).
+    # Scale-out (training/launch.py, docs/scaling.md). launcher: "inprocess" (the default: SFT runs in the
+    # orchestrator's own process), "subprocess" (`python -m toolace_r.training.worker`), or "accelerate"
+    # (`accelerate launch` with `num_processes` ranks, optionally an accelerate YAML: DDP, FSDP or
+    # DeepSpeed ZeRO-3).
     launcher: str = "inprocess"
     num_processes: int = 1
     accelerate_config: str | None = None

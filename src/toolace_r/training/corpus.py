@@ -5,7 +5,7 @@ the completion alone. Refinement rows continue the conversation with the model's
 (previous_answers=(y_prev,)):
 - fix:  y_prev wrong -> the gold answer;
 - keep: y_prev right -> y_prev byte for byte. A re-serialised gold would teach the model to keep
-  rewriting right answers, and the refine loop's stop test would never fire (REFERENCE.md §1).
+  rewriting right answers, and the refine loop's stop test would never fire (docs/method.md#corpus).
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Difficulty of each training item, measured with the model being trained.
 
-Two signals (REFERENCE.md §1): the solve rate s = correct/k over k sampled answers scored by the checker,
-and optionally ToolACE's mean token NLL of the gold answer under the model. A model that cannot write the
-call format yet has s = 0 everywhere, so the NLL is what the warm-up ranks by.
+Two signals (docs/method.md#difficulty): the solve rate s = correct/k over k sampled answers scored by
+the checker, and optionally ToolACE's mean token NLL of the gold answer under the model. A model that
+cannot write the call format yet has s = 0 everywhere, so the NLL is what the warm-up ranks by.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Where the heavy phases run: in the orchestrator, or in child processes that give their memory back.
 
 The training loop stays one plain process. Its sample and train phases go through `sample()` and
-`train()` here, which either call the phase in process (the default, today's behaviour) or start
+`train()` here, which either call the phase in the orchestrator's own process (the default) or start
 `python -m toolace_r.training.worker ...` children:
 
 - train, launcher "subprocess": one child; "accelerate": `accelerate launch [--config_file F]

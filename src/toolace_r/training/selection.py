@@ -1,6 +1,6 @@
 """Which items an iteration trains on: selection policies by name, per-group quotas, and the warm-up.
 
-Policies (REFERENCE.md §1), each `policy(records, ever_solved, cfg) -> set of ids`:
+Policies (docs/method.md#selection), each `policy(records, ever_solved, cfg) -> set of ids`:
 - `grow`: every item solved at least once so far (s > 0 now or in an earlier iteration); the set only grows.
 - `window`: lo < s < hi, plus a replay share of mastered items (s >= hi).
 - `all`: every item (plain SFT: the control).

@@ -81,34 +81,6 @@ def test_loss_mask_covers_only_answer_tokens(tiny_model_dir, chatml_tokenizer, t
         assert answer == row["completion"]
 
 
-def test_near_miss_fix_rows_are_one_mistake_from_gold_and_wrong(chatml_tokenizer):
-    import random
-
-    from toolace_r.evaluation import check
-    from toolace_r.training.corpus import near_misses
-
-    tools = TOOLS + normalize_tools([{"type": "function", "function": {
-        "name": "get_time", "description": "Time.",
-        "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}}])
-    ex = Example("p", [{"role": "user", "content": "Weather in Oslo and Rome?"}], tools,
-                 Gold(kind="calls", calls=[ToolCall("get_weather", {"city": "Oslo"}),
-                                           ToolCall("get_weather", {"city": "Rome"})]), "parallel")
-    target = gold_target(ex, "")
-    misses = near_misses(ex, target, 10, random.Random(0))
-    assert '[get_weather(city="Oslo")]' in misses  # a dropped call
-    assert '[get_time(city="Oslo"), get_weather(city="Rome")]' in misses  # another of its tools
-    assert '[get_weather(), get_weather(city="Rome")]' in misses  # a dropped argument
-    assert all(not check(ex, m).valid for m in misses) and len(set(misses)) == len(misses)
-    no_call = Example("n", [{"role": "user", "content": "hi"}], TOOLS, Gold(kind="no_call"), "irrelevance")
-    assert near_misses(no_call, "No tool fits.", 3, random.Random(0)) == ['[get_weather(city="")]']
-    rows = build_corpus({"p": ex}, {}, ["p"], {"p": target}, chatml_tokenizer,
-                       CorpusConfig(refine_share=1.0, near_miss_per_item=2), PCFG)
-    assert corpus_counts(rows) == {"sft": 1, "fix": 2, "keep": 0}
-    assert all(r["completion"].startswith(target) for r in rows)
-    assert rows == build_corpus({"p": ex}, {}, ["p"], {"p": target}, chatml_tokenizer,
-                                CorpusConfig(refine_share=1.0, near_miss_per_item=2), PCFG)  # seeded
-
-
 def test_schema_feedback_goes_into_fix_rows_whose_answer_does_not_fit(chatml_tokenizer):
     ex = example()
     prose, bad_name = "It is sunny.", '[weather(city="Oslo")]'
@@ -134,29 +106,3 @@ def test_schema_feedback_goes_into_fix_rows_whose_answer_does_not_fit(chatml_tok
 
     with pytest.raises(ValueError, match="corpus.feedback"):
         CorpusConfig(feedback="critic")
-
-
-def test_near_miss_drops_the_namespace_of_a_dotted_name(chatml_tokenizer):
-    import random
-
-    from toolace_r.training.corpus import near_misses
-
-    tools = normalize_tools([{"name": "math.hypot", "description": "", "parameters": {
-        "type": "dict", "properties": {"x": {"type": "integer"}}, "required": ["x"]}}])
-    ex = Example("h", [{"role": "user", "content": "hypot of 3"}], tools,
-                 Gold(kind="calls", calls=[ToolCall("math.hypot", {"x": 3})]), "simple")
-    assert sorted(near_misses(ex, "[math.hypot(x=3)]", 9, random.Random(0))) == [
-        "[hypot(x=3)]", "[math.hypot()]", '[math.hypot(x="3")]', "[math.hypot(x_value=3)]"]
-    loose = normalize_tools([{"name": "math.hypot", "description": "", "parameters": {
-        "type": "dict", "properties": {"x": {"type": "any"}}, "required": []}}])
-    ex = Example("h", ex.messages, loose, ex.gold, "simple")
-    from toolace_r.schema_check import answer_problems
-
-    caught = near_misses(ex, "[math.hypot(x=3)]", 9, random.Random(0), lambda t: bool(answer_problems(t, loose)))
-    assert sorted(caught) == ["[hypot(x=3)]", "[math.hypot(x_value=3)]"]  # x="3" and no x fit this schema
-    rows = build_corpus({"h": ex}, {}, ["h"], {"h": "[math.hypot(x=3)]"}, chatml_tokenizer,
-                        CorpusConfig(refine_share=1.0, near_miss_per_item=5, near_miss_failing_check=True,
-                                     feedback="schema"), PCFG)
-    fixes = [r for r in rows if r["kind"] == "fix"]
-    assert len(fixes) == 2 and all("A check of your answer against the function list found" in r["prompt"]
-                                   for r in fixes)

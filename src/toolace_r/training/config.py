@@ -113,15 +113,6 @@ class CorpusConfig:
     max_keep_per_item: int = 1
     refine_share: float = 0.5
     max_previous_chars: int = 2000  # longer sampled answers (runaway generations) are not used
-    # Extra fix rows per item whose previous answer is the gold answer with one plausible mistake (another
-    # of the item's tools, a dropped call of a parallel answer, a dropped argument; a spurious call for a
-    # no-call item). [ours] A model that solves little samples mostly garbage, not the near misses that
-    # refinement has to repair.
-    near_miss_per_item: int = 0
-    # Only near misses that the schema check catches (an unknown function or parameter, a missing required
-    # one, a wrong type): with `feedback: schema` each of them says what is wrong, which is what the
-    # `checked` policy shows the model. [ours]
-    near_miss_failing_check: bool = False
     # "schema" [ours]: a refinement row whose previous answer does not fit the item's tool list says what
     # the check found in its refine turn, as the `checked` refine policy does at inference; wrong answers
     # with such findings are preferred for the fix rows. "off": the paper's refine turn only.

@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from toolace_r.calls import ToolCall, parse, render
 from toolace_r.files import write_jsonl
 from toolace_r.prompts import PromptConfig, render_pair
 from toolace_r.schema_check import answer_problems, feedback_text
@@ -55,13 +54,6 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
             prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=(text,),
                                              cfg=prompt_cfg, feedback=(findings[text],))
             refine.append({"prompt": prompt, "completion": completion, "kind": kind, "id": item})
-        if cfg.near_miss_per_item:
-            rng = random.Random(f"{cfg.seed}:{item}")
-            only = (lambda text: bool(answer_problems(text, ex.tools))) if cfg.near_miss_failing_check else None
-            for text in near_misses(ex, target, cfg.near_miss_per_item, rng, only):
-                prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, previous_answers=(text,),
-                                                 cfg=prompt_cfg, feedback=(_feedback(ex, text, cfg),))
-                refine.append({"prompt": prompt, "completion": completion, "kind": "fix", "id": item})
     return sft + _cap_refine(refine, len(sft), cfg)
 
 
@@ -70,41 +62,6 @@ def _feedback(example: Any, text: str, cfg: CorpusConfig) -> str | None:
     if cfg.feedback != "schema":
         return None
     return feedback_text(answer_problems(text, example.tools))
-
-
-def near_misses(example: Any, target: str, n: int, rng: random.Random,
-                only: Callable[[str], bool] | None = None) -> list[str]:
-    """Up to n distinct wrong answers one plausible mistake away from `target` (pythonic calls or the
-    no-call text): another of the item's tools, a dropped call, a dropped argument; for a no-call item,
-    a call to one of its tools; a dotted function name without its namespace, a misnamed parameter, a
-    number written as a string. `only`: keep just the candidates it accepts."""
-    names = [t.name for t in example.tools]
-    parsed = parse(target, fmt="pythonic")
-    options: list[str] = []
-    if not parsed.calls:  # a no-call answer: the mistake is calling anyway
-        for tool in example.tools:
-            args = {p: "" for p in list(tool.required)[:1]}
-            options.append(render([ToolCall(tool.name, args)], "pythonic"))
-    else:
-        calls = parsed.calls
-        for i, call in enumerate(calls):
-            def instead(*new: ToolCall) -> str:  # the answer with call i replaced by `new` (nothing: dropped)
-                return render(calls[:i] + list(new) + calls[i + 1:], "pythonic")
-
-            options += [instead(ToolCall(other, call.arguments)) for other in names if other != call.name]
-            if "." in call.name:
-                options.append(instead(ToolCall(call.name.rsplit(".", 1)[1], call.arguments)))
-            if len(calls) > 1:
-                options.append(instead())
-            for key, value in call.arguments.items():
-                variants = [{k: v for k, v in call.arguments.items() if k != key},
-                            {(k + "_value" if k == key else k): v for k, v in call.arguments.items()}]
-                if isinstance(value, (int, float)) and not isinstance(value, bool):
-                    variants.append({**call.arguments, key: str(value)})
-                options += [instead(ToolCall(call.name, args)) for args in variants]
-    options = sorted(set(o for o in options if o != target and (only is None or only(o))))
-    rng.shuffle(options)
-    return options[:n]
 
 
 def _cap_refine(refine: list[dict[str, Any]], n_sft: int, cfg: CorpusConfig) -> list[dict[str, Any]]:

@@ -189,7 +189,7 @@ def test_changed_config_section_redoes_dependent_phases(tiny_model_dir, data, tm
     # a section that changes no output of a phase reruns that phase only
     trained = (root / "iter_0/train.json").stat().st_mtime_ns
     run_training(make_cfg(tiny_model_dir, data, **{"loop.max_iterations": 1, "corpus.max_keep_per_item": 0,
-                                                   "selection.warmup.rounds": 3}),
+                                                   "selection.warmup.when": "while_nothing_selected:3"}),
                  root, resume=True, engine_factory=scripted_factory(), echo=lambda s: None)
     assert (root / "iter_0/train.json").stat().st_mtime_ns == trained
 
@@ -265,7 +265,7 @@ def test_train_limit_takes_items_round_robin_over_categories(data):
 
 def test_warmup_rounds_keep_an_unsolving_model_training(tiny_model_dir, data, tmp_path):
     root = tmp_path / "run"
-    cfg = make_cfg(tiny_model_dir, data, **{"selection.warmup.rounds": 2})
+    cfg = make_cfg(tiny_model_dir, data, **{"selection.warmup.when": "while_nothing_selected:2"})
     summary = run_training(cfg, root, engine_factory=lambda m, c: ScriptedEngine(set()), echo=lambda s: None)
     assert [m["warmup"] for m in summary["iterations"]] == [1, 1, 0]
     assert [m.get("train_steps") for m in summary["iterations"]] == [1, 1, None]

@@ -69,10 +69,10 @@ def test_quotas_top_up_starved_groups_closest_first():
 
 def test_warmup_nll_takes_lowest_and_seed_is_reproducible():
     records = [rec("a", 0, nll=2.0), rec("b", 0, nll=0.5), rec("c", 0, nll=1.0), rec("d", 0, nll=9.0)]
-    assert warmup_ids(records, WarmupConfig(policy="nll", share=0.5)) == ["b", "c"]
+    assert warmup_ids(records, WarmupConfig(policy="nll", size=0.5)) == ["b", "c"]
     assert warmup_ids(records, WarmupConfig(policy="nll", size=1)) == ["b"]
-    s1 = warmup_ids(records, WarmupConfig(policy="seed", share=0.5, seed=3))
-    assert s1 == warmup_ids(records, WarmupConfig(policy="seed", share=0.5, seed=3)) and len(s1) == 2
+    s1 = warmup_ids(records, WarmupConfig(policy="seed", size=0.5, seed=3))
+    assert s1 == warmup_ids(records, WarmupConfig(policy="seed", size=0.5, seed=3)) and len(s1) == 2
     assert warmup_ids(records, WarmupConfig(policy="none")) == []
     with pytest.raises(ValueError, match="gold NLL"):
         warmup_ids([rec("x", 0)], WarmupConfig(policy="nll"))
@@ -107,24 +107,71 @@ def test_warmup_only_on_iteration_zero_and_recorded():
     assert it1["warmup"] == [] and it1["train_ids"] == []
 
 
-def test_warmup_rounds_repeat_only_while_nothing_is_selected():
+def test_warmup_while_nothing_selected_repeats_only_while_nothing_is_selected():
     records = [rec("a", 0, nll=1.0), rec("b", 0, nll=2.0)]
-    c = cfg(warmup=WarmupConfig(policy="nll", size=1, rounds=3))
+    c = cfg(warmup=WarmupConfig(policy="nll", size=1, when="while_nothing_selected:3"))
     assert select(records, c, set(), [], 1)["warmup"] == ["a"]
-    assert select(records, c, set(), [], 3)["warmup"] == []  # rounds used up
+    assert select(records, c, set(), [], 3)["warmup"] == []  # past N
     solved = [rec("a", 0, nll=1.0), rec("b", 0.5, nll=2.0)]
     assert select(solved, c, set(), [], 1)["warmup"] == []  # something is selected: no warm-up
 
 
-def test_warmup_always_adds_unselected_items_below_rounds():
+def test_warmup_every_iteration_below_n_adds_unselected_items():
     records = [rec("a", 0.5, nll=3.0), rec("b", 0, nll=0.5), rec("c", 0, nll=1.0), rec("d", 0, nll=9.0)]
-    warm = WarmupConfig(policy="nll", size=2, rounds=2)
+    warm = WarmupConfig(policy="nll", size=2, when="while_nothing_selected:2")
     only_when_empty = select(records, cfg(warmup=warm), set(), ["a"], 1)
     assert only_when_empty["selected"] == ["a"] and only_when_empty["warmup"] == []
-    warm.always = True
+    warm.when = "every_iteration_below:2"
     both = select(records, cfg(warmup=warm), set(), ["a"], 1)
     assert both["selected"] == ["a"] and both["warmup"] == ["b", "c"] and both["train_ids"] == ["a", "b", "c"]
     assert both["growth"] == 0  # warm-up items never count as growth
-    assert select(records, cfg(warmup=warm), set(), ["a"], 2)["warmup"] == []  # past `rounds`
+    assert select(records, cfg(warmup=warm), set(), ["a"], 2)["warmup"] == []  # past N
     # the selected item is passed over, not counted in the warm-up
     assert select([rec("b", 1.0, nll=0.1), *records[1:]], cfg(warmup=warm), set(), None, 1)["warmup"] == ["c", "d"]
+
+
+def test_warmup_unknown_when_or_size_is_an_error():
+    for when in ("always", "first:2", "every_iteration_below:0", "while_nothing_selected"):
+        with pytest.raises(ValueError, match="warmup.when"):
+            WarmupConfig(when=when)
+    with pytest.raises(ValueError, match="warmup.size"):
+        WarmupConfig(size=1.5)
+    assert WarmupConfig(size=1).count(10) == 1 and WarmupConfig(size=1.0).count(10) == 10
+
+
+# The warm-up each shipped config had as `share`, `rounds` and `always` (before `size` and `when`): its
+# selections must not change. Rule: iteration 0, or iterations below `rounds` while nothing is selected
+# (or always, with `always`, passing over the selected items).
+OLD_WARMUP = {"demo.yaml": (0.4, 2, True), "demo_quick.yaml": (0.5, 2, True),
+              "train_smollm2_quick.yaml": (0.5, 2, False), "recipes/llama31_8b_toolace.yaml": (0.25, 1, False),
+              "recipes/qwen25_7b_toolace.yaml": (0.25, 1, False)}
+
+
+@pytest.mark.parametrize("name", sorted(OLD_WARMUP))
+def test_shipped_configs_warm_up_as_before(name):
+    import dataclasses
+    import random
+    from pathlib import Path
+
+    from toolace_r.config import load_config
+    from toolace_r.pipeline.config import PipelineConfig
+    from toolace_r.training.config import TrainConfig
+
+    path = Path(__file__).resolve().parents[1] / "configs" / name
+    sel = (load_config(PipelineConfig, path).training if name.startswith("demo") else
+           load_config(TrainConfig, path)).selection
+    share, rounds, always = OLD_WARMUP[name]
+    rng = random.Random(0)
+    cats = ["live_simple", "live_multiple", "live_parallel", "live_irrelevance", "exec_parallel_multiple"]
+    for trial in range(20):
+        solving = trial % 3  # 0: nothing solved, then some items solved
+        records = [rec(f"i{j:02d}", rng.choice([0.0, 0.0, 0.5, 1.0]) if solving else 0.0, rng.choice(cats),
+                       nll=rng.random()) for j in range(23)]
+        for iteration in range(4):
+            got = select(records, sel, set(), None, iteration)
+            chosen = set(got["selected"])
+            warms = iteration == 0 or (iteration < rounds and (not chosen or always))
+            old = dataclasses.replace(sel.warmup, size=share, when="first")
+            want = warmup_ids(records, old, sel.quotas if sel.warmup.stratify else None,
+                              exclude=chosen if always else frozenset()) if warms else []
+            assert got["warmup"] == want, (name, trial, iteration)

@@ -7,6 +7,7 @@ so changing a section on `--resume` redoes exactly the phases that depend on it.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,26 +63,59 @@ class SamplingConfig:
     gpus_per_process: int = 0  # > 0: child i sees GPUs [i*g, (i+1)*g) through CUDA_VISIBLE_DEVICES
 
 
+WARMUP_WHEN = ("first", "while_nothing_selected:N", "every_iteration_below:N")
+
+
+def parse_warmup_when(when: str) -> tuple[str, int]:
+    """`warmup.when` as (mode, N); "first" is iteration 0 alone, so its N is 1."""
+    mode, sep, n = when.partition(":")
+    if mode == "first" and not sep:
+        return mode, 1
+    if mode in ("while_nothing_selected", "every_iteration_below") and n.isdigit() and int(n) >= 1:
+        return mode, int(n)
+    raise ValueError(f"selection.warmup.when: unknown value {when!r}; known: {', '.join(WARMUP_WHEN)} (N >= 1)")
+
+
 @dataclass
 class WarmupConfig:
-    """Iteration 0's extra training items, for a model that solves nothing yet.
+    """Extra training items for a model that solves (almost) nothing yet (docs/method.md#warmup).
 
-    policy: "nll" (the `share` of items with the lowest gold NLL: ToolACE's model-aware signal),
-    "seed" (a random `share` drawn with `seed`), "none". `size`, when set, replaces `share`.
+    policy: "nll" (the items with the lowest gold NLL: ToolACE's model-aware signal), "seed" (a random
+    draw with `seed`), "none". size: a share of the items (a float, 0.25) or a number of items (an int, 12).
     stratify: each quota group gets its least share of the warm-up before the rest is ranked overall.
-    rounds: iterations 1..rounds-1 warm up again (ranked by the *current* model) while the policy still
-    selects nothing; an iteration that warms up never triggers the stop rule.
+    when: "first": iteration 0 only, ranked over all items (it may overlap the selection).
+    "while_nothing_selected:N": iteration 0, then iterations below N while the policy selects nothing,
+    ranked by the *current* model. "every_iteration_below:N": iterations 0..N-1, beside the selection,
+    from the items it left out: a small model solves too few items early on for the selection alone to
+    teach it much. An iteration that warms up never triggers the stop rule.
     """
 
     policy: str = "nll"
-    share: float = 0.25
-    size: int | None = None
+    size: int | float = 0.25  # int before float: a YAML integer is a count, not a share
     seed: int = 0
-    rounds: int = 1
+    when: str = "first"
     stratify: bool = True  # apply selection.quotas to the warm-up too
-    # Warm up in every iteration below `rounds`, beside what the policy selects (from the items it left
-    # out): a small model solves too few items early on for the selection alone to teach it much.
-    always: bool = False
+
+    def __post_init__(self) -> None:
+        parse_warmup_when(self.when)
+        if self.size < 0 or (isinstance(self.size, float) and self.size > 1):
+            raise ValueError(f"selection.warmup.size: {self.size!r} is neither a share in [0, 1] nor a count")
+
+    def count(self, n_items: int) -> int:
+        """How many of `n_items` the warm-up takes."""
+        n = self.size if isinstance(self.size, int) else math.ceil(self.size * n_items)
+        return max(0, min(n, n_items))
+
+    def warms(self, iteration: int, selected_any: bool) -> bool:
+        mode, n = parse_warmup_when(self.when)
+        if mode == "every_iteration_below":
+            return iteration < n
+        return iteration == 0 or (mode == "while_nothing_selected" and iteration < n and not selected_any)
+
+    @property
+    def beside_selection(self) -> bool:
+        """The warm-up passes over the selected items (its size still counts all items)."""
+        return parse_warmup_when(self.when)[0] == "every_iteration_below"
 
 
 @dataclass

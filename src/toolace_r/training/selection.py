@@ -5,7 +5,7 @@ Policies (docs/method.md#selection), each `policy(records, ever_solved, cfg) -> 
 - `window`: lo < s < hi, plus a replay share of mastered items (s >= hi).
 - `all`: every item (plain SFT: the control).
 Quotas then top up any category group below its least share, so parallel and no-call items are never
-starved. The warm-up adds iteration 0's items for a model that solves nothing yet.
+starved. The warm-up adds items for a model that solves nothing yet (`warmup.when` says in which iterations).
 """
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def apply_quotas(records: Sequence[dict[str, Any]], chosen: set, quotas: dict[st
 
 def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
                quotas: dict[str, float] | None = None, exclude: set | frozenset = frozenset()) -> list[str]:
-    """Iteration 0's warm-up items: the lowest-NLL share, a seeded random share, or none.
+    """The warm-up items: the `size` with the lowest NLL, a seeded random draw of it, or none.
 
     With `quotas`, each group first gets its least share of the warm-up (its own best-ranked items),
     then the rest is filled by rank over all items: ranking by NLL alone favours whatever shape the
@@ -108,8 +108,7 @@ def warmup_ids(records: Sequence[dict[str, Any]], cfg: WarmupConfig,
     """
     if cfg.policy == "none":
         return []
-    n = cfg.size if cfg.size is not None else math.ceil(cfg.share * len(records))
-    n = max(0, min(n, len(records)))
+    n = cfg.count(len(records))
     if cfg.policy == "nll":
         missing = [r["id"] for r in records if r.get("gold_nll") is None]
         if missing:
@@ -142,16 +141,16 @@ def select(records: Sequence[dict[str, Any]], cfg: SelectionConfig, ever_solved:
     """The selection of one iteration, as written to selection.json.
 
     `selected` is the policy's choice with quotas; `train_ids` adds the warm-up (iteration 0, and later
-    ones below `warmup.rounds` while nothing is selected, or always with `warmup.always`);
+    ones as `warmup.when` says);
     `growth` counts selected items that were not selected in the previous iteration.
     """
     policy = get_policy(cfg.policy)
     core = policy(records, ever_solved, cfg)
     chosen = set(core)
     quota_added = apply_quotas(records, chosen, cfg.quotas)
-    warms = iteration == 0 or (iteration < cfg.warmup.rounds and (not chosen or cfg.warmup.always))
+    warms = cfg.warmup.warms(iteration, bool(chosen))
     warm = warmup_ids(records, cfg.warmup, cfg.quotas if cfg.warmup.stratify else None,
-                      exclude=chosen if cfg.warmup.always else frozenset()) if warms else []
+                      exclude=chosen if cfg.warmup.beside_selection else frozenset()) if warms else []
     train = set(chosen) | set(warm)
     prev = set(previous or [])
     order = [r["id"] for r in records]  # data order keeps the files stable and diffable

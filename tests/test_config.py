@@ -54,3 +54,21 @@ def test_atomic_write_leaves_no_temp_files(tmp_path):
     atomic_write_text(tmp_path / "a.txt", "two")
     assert (tmp_path / "a.txt").read_text() == "two"
     assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_report_goals_are_config():
+    from pathlib import Path
+
+    from toolace_r.pipeline.config import GoalsConfig, PipelineConfig
+    from toolace_r.pipeline.report import _verdicts
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    for name in ("demo.yaml", "demo_quick.yaml"):
+        assert load_config(PipelineConfig, configs / name).goals == GoalsConfig(True, True, 1.5)
+    row = {"accuracy": 0.5, "overall": 0.5, "fixes": 2, "breaks": 1, "compute_ratio": 1.8, "wall_ratio": 2.0}
+    grid = {"toolace_r@1": {"none": row, "adaptive": row}, "control": {"none": {**row, "accuracy": 0.25}}}
+    v = _verdicts(grid, "toolace_r@1", GoalsConfig())
+    assert v["toolace_r_vs_control"]["beats"] and v["refinement"]["adaptive"]["within_cost"] is False
+    v = _verdicts(grid, "toolace_r@1", GoalsConfig(beat_control=False, max_compute_ratio=2.0))
+    assert "toolace_r_vs_control" not in v and v["refinement"]["adaptive"]["within_cost"] is True
+    assert _verdicts(grid, "toolace_r@1", GoalsConfig(beat_control=False, refinement=False)) == {}

@@ -120,8 +120,8 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert v["toolace_r_vs_control"]["beats"] is True
     assert v["toolace_r_vs_control"]["toolace_r"]["policy"] == "adaptive"
     assert v["toolace_r_vs_control"]["paired"] == {"toolace_r_only": 1, "control_only": 0, "sign_test_p": 1.0}
-    assert v["adaptive_refinement"]["net"] == 1 and v["adaptive_refinement"]["net_gain"] is True
-    assert v["adaptive_refinement"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
+    assert v["refinement"]["adaptive"]["net"] == 1 and v["refinement"]["adaptive"]["net_gain"] is True
+    assert v["refinement"]["adaptive"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
     # checked refines only the answer that calls an unknown tool: the fix stays, the control's right
     # answer is never put up for refinement (no break), and only one item pays for a second round
     assert (tr["checked"]["fixes"], tr["checked"]["breaks"]) == (1, 0)

@@ -59,6 +59,20 @@ class ControlConfig:
 
 
 @dataclass
+class GoalsConfig:
+    """What report.md gives a verdict on (pipeline/report.py); a verdict left off is not computed.
+
+    beat_control: does the last ToolACE-R model (its best policy) score above the control (its best)?
+    refinement: does each refine policy that stops by itself (adaptive, checked) fix more answers than it
+    breaks on the last ToolACE-R model, within `max_compute_ratio` times the single pass's computed tokens?
+    """
+
+    beat_control: bool = True
+    refinement: bool = True
+    max_compute_ratio: float = 1.5
+
+
+@dataclass
 class PipelineConfig:
     """model: the starting model of every arm (it replaces training.model)."""
 
@@ -67,4 +81,5 @@ class PipelineConfig:
     training: TrainConfig = field(default_factory=TrainConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    goals: GoalsConfig = field(default_factory=GoalsConfig)
     progress: bool = True

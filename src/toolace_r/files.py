@@ -1,4 +1,5 @@
-"""Writing what a run produces: JSON that any parser reads, files that appear whole or not at all.
+"""Writing what a run produces (JSON that any parser reads, files that appear whole or not at all), and
+reading its JSON lines back.
 
 Two ideas:
 - **JSON we write is strict JSON.** `json.dumps` would write bare `NaN`/`Infinity` (no JSON parser
@@ -103,6 +104,12 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int | None = 1) -> 
 def write_jsonl(path: str | os.PathLike, records: Iterable[Any]) -> None:
     """JSON lines, written atomically."""
     atomic_write_text(path, dumps_lines(records))
+
+
+def read_jsonl(path: str | os.PathLike) -> list[Any]:
+    """The records of a JSON-lines file, in order; blank lines are skipped."""
+    text = Path(path).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 def writable_dir(path: str | os.PathLike, what: str = "output directory") -> Path:

@@ -9,12 +9,11 @@ the completion alone. Refinement rows continue the conversation with the model's
 """
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolace_r.files import write_jsonl
+from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.prompts import PromptConfig, render_pair
 from toolace_r.schema_check import answer_problems, feedback_text
 
@@ -90,4 +89,4 @@ def write_corpus(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_corpus(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path)

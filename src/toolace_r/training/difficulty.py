@@ -6,12 +6,11 @@ cannot write the call format yet has s = 0 everywhere, so the NLL is what the wa
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from toolace_r.calls import parse, render
-from toolace_r.files import write_jsonl
+from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
 from toolace_r.prompts import PromptConfig, render_example, render_pair
@@ -134,7 +133,7 @@ def write_samples(path: str | Path, records: Sequence[dict[str, Any]]) -> None:
 
 
 def read_samples(path: str | Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl(path)
 
 
 def solve_rate_histogram(records: Sequence[dict[str, Any]], k: int) -> dict[str, int]:

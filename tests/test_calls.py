@@ -21,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from toolace_r import calls as C  # noqa: E402
 from toolace_r import files, pythonic  # noqa: E402
+from toolace_r.jsonvalues import plain  # noqa: E402
 from toolace_r.calls import (  # noqa: E402
     FORMATS, ParseResult, ToolCall, canonical, canonical_answer, decode_bfcl, decode_bfcl_ast, parse,
     render, same_calls,
@@ -543,17 +544,6 @@ SEEDS = [
      '{"tool_calls": [{"type": "function", "function": {"name": "g", "arguments": "{\\"a\\": [1]}"}}]}']
 
 
-def _json_safe(v):
-    """The JSON-safe copy the writers make of decode_bfcl values (as refine._plain does)."""
-    if isinstance(v, dict):
-        return {k if isinstance(k, str) else repr(k): _json_safe(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_json_safe(x) for x in v]
-    if v is None or isinstance(v, (str, int, float, bool)):
-        return v
-    return repr(v)
-
-
 def _check_result(r: ParseResult, lenient: bool = False) -> None:
     """Shape and serialisability of any result; `lenient` results (parse) are JSON-like as they are."""
     assert isinstance(r, ParseResult)
@@ -561,7 +551,7 @@ def _check_result(r: ParseResult, lenient: bool = False) -> None:
     assert (r.calls is not None) + (r.text is not None) + (r.error is not None) == 1
     assert "internal parser error" not in (r.error or ""), r.error  # every failure is expected
     str(r.to_dict())  # ints past 4300 digits would raise here
-    text = files.dumps(r.to_dict() if lenient else _json_safe(r.to_dict()))
+    text = files.dumps(r.to_dict() if lenient else plain(r.to_dict()))
     text.encode("utf-8")
     json.loads(text)
     if r.calls is not None:

@@ -172,3 +172,14 @@ def test_cli_eval_user_errors(tmp_path, capsys, argv, message):
     argv = [str(preds) if a == "PRED" else a for a in argv]
     assert main(["eval", "--out", str(tmp_path / "o"), *argv]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_plain_copy_equals_its_json_read_back():
+    import json
+
+    from toolace_r.jsonvalues import plain
+
+    value = {"a": (1, [2, b"x"]), 1: {True: None, None: 1.5}, 2.5: object}
+    copy = plain(value)
+    assert copy == json.loads(json.dumps(copy)) and copy["a"] == [1, [2, "b'x'"]]
+    assert copy["1"] == {"true": None, "null": 1.5} and copy["2.5"] == repr(object)

@@ -4,6 +4,7 @@ Python reads and writes integers of any size, but refuses to turn one of more th
 `sys.get_int_max_str_digits()` digits into text, so such a number, once read, breaks every writer
 later. These helpers say, without recursion and without converting, whether a value can be written
 (`json_problem`, `int_too_long`), and give messages that never raise (`short`, `json_type`).
+`plain` turns a decoded value (tuples, non-string keys, odd objects) into plain JSON data.
 """
 from __future__ import annotations
 
@@ -108,3 +109,27 @@ def short(value: Any, limit: int = 80) -> str:
         except (ValueError, RecursionError):
             text = f"<{json_type(value)}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def plain(value: Any) -> Any:
+    """A JSON-safe copy of a decoded value (parsed calls can hold tuples, bytes, non-string keys).
+
+    Tuples become lists; a key that is not a string becomes the text JSON writes for it (1 -> "1",
+    True -> "true", None -> "null"; anything else its repr), so the copy equals what reading its JSON
+    back gives; a value of no JSON type becomes its repr.
+    """
+    if isinstance(value, dict):
+        return {_plain_key(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _plain_key(key: Any) -> str:
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, (int, float, bool)):
+        return json.dumps(key)  # non-finite floats as "NaN"/"Infinity", as json.dumps writes such keys
+    return repr(key)

@@ -34,6 +34,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from toolace_r.calls import ParseResult, ToolCall, canonical_answer, parse, render
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
+from toolace_r.jsonvalues import plain
+from toolace_r.progress import progress_bar
 from toolace_r.prompts import PromptConfig, build_messages, render_prompt
 from toolace_r.schema_check import answer_problems, feedback_text
 
@@ -208,7 +210,7 @@ class Round:
     problems: list[str] | None = None  # what the schema check found in `answer` (None: not checked)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"round": self.index, "text": self.text, "parsed": _plain(self.parsed.to_dict()),
+        out = {"round": self.index, "text": self.text, "parsed": plain(self.parsed.to_dict()),
                "answer": self.answer, "kept_previous": self.kept_previous,
                "prompt_tokens": self.prompt_tokens, "cached_tokens": self.cached_tokens,
                "completion_tokens": self.completion_tokens, "finish_reason": self.finish_reason}
@@ -336,11 +338,7 @@ def refine(
     if first_answers is not None and len(first_answers) != len(convs):
         raise ValueError(f"first_answers has {len(first_answers)} entries for {len(convs)} items")
     loop = _Loop(engine, cfg, tokenizer if tokenizer is not None else engine_tokenizer(engine))
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(convs), desc=f"refine {cfg.stop_policy.name}", unit="item")
+    bar = progress_bar(progress, len(convs), f"refine {cfg.stop_policy.name}")
     start = time.perf_counter()
     traces: list[Trace] = []
     try:
@@ -505,7 +503,7 @@ def describe_round(rnd: Round) -> str:
         try:
             what = "calls: " + render(p.calls or [])
         except (TypeError, ValueError):  # values pythonic cannot write (bytes...): show them as JSON
-            what = "calls: " + json.dumps(_plain([c.to_dict() for c in p.calls or []]), ensure_ascii=False)
+            what = "calls: " + json.dumps(plain([c.to_dict() for c in p.calls or []]), ensure_ascii=False)
     elif p.format == "text":
         what = "plain text, no call"
     else:
@@ -517,17 +515,6 @@ def describe_round(rnd: Round) -> str:
 
 
 # --- files ---------------------------------------------------------------------------------------
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: parsed values may hold tuples or non-string keys."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, str) else repr(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
-
 
 def _write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     from toolace_r.files import write_jsonl

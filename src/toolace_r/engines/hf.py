@@ -29,6 +29,8 @@ from typing import Any, Sequence
 
 import torch
 
+from toolace_r.progress import progress_bar
+
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult, common_prefix_len
 from .batch import DecodeBatch, Row, assemble
 from .kv import KVShape, PrefixCache, SlabCache
@@ -150,7 +152,7 @@ class HFEngine(Engine):
             self._weights_version = self._param_versions()
         # Longest first: similar lengths share a prefill group, and peak memory shows up early.
         pending.sort(key=lambda p: len(p.ids), reverse=True)
-        bar = _progress(progress, sum(r.params.n for r in requests))
+        bar = progress_bar(progress, sum(r.params.n for r in requests), "generate", "seq")
         was_training = self.model.training
         self.model.eval()
         try:
@@ -405,7 +407,6 @@ class HFEngine(Engine):
         return sum(p._version for p in self.model.parameters())
 
 
-
 # --- model introspection -----------------------------------------------------------------------
 
 def _base_model(model):
@@ -439,11 +440,3 @@ def _eos_ids(model, tokenizer) -> set[int]:
         elif isinstance(value, (list, tuple)):
             ids.update(int(v) for v in value)
     return ids
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="generate", unit="seq")

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from toolace_r.files import dumps
+from toolace_r.progress import progress_bar
 
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult
 
@@ -93,11 +94,7 @@ class OpenAIEngine(Engine):
         if not requests:
             return []
         model = self.model_name()
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(requests), desc="generate", unit="req")
+        bar = progress_bar(progress, len(requests), "generate", "req")
 
         def run(request: GenerationRequest) -> GenerationResult:
             result = self._with_retries(lambda: self._call(model, request))

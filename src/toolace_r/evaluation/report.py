@@ -13,8 +13,9 @@ from toolace_r.evaluation.checker import ERROR_TYPES
 _LIST_LIMIT = 50  # ids listed in report.md before "... and N more"
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
+def percent(x: float | None, digits: int = 2, missing: str = "n/a") -> str:
+    """A share (0.25) as a percentage without the sign ("25.00"); `missing` for None."""
+    return missing if x is None else f"{100 * x:.{digits}f}"
 
 
 def render_table(result: Any) -> str:
@@ -22,11 +23,11 @@ def render_table(result: Any) -> str:
     lines = [f"{'category':<26}{'accuracy':>9}{'correct':>9}{'total':>7}{'missing':>9}",
              "-" * 60]
     for cat, s in result.categories.items():
-        lines.append(f"{cat:<26}{_pct(s.accuracy):>9}{s.correct:>9}{s.total:>7}{s.missing_predictions:>9}")
+        lines.append(f"{cat:<26}{percent(s.accuracy):>9}{s.correct:>9}{s.total:>7}{s.missing_predictions:>9}")
     lines.append("-" * 60)
     for name, agg in result.aggregates.items():
         note = f"  (missing: {', '.join(agg.missing)})" if agg.missing and agg.accuracy is not None else ""
-        lines.append(f"{name:<26}{_pct(agg.accuracy):>9}{note}")
+        lines.append(f"{name:<26}{percent(agg.accuracy):>9}{note}")
     errors = result.error_counts()
     if errors:
         lines.append("errors: " + ", ".join(f"{k} {v}" for k, v in errors.most_common()))
@@ -56,7 +57,7 @@ def render_markdown(result: Any) -> str:
     out += ["", "## Summary scores", "", "| score | accuracy % | computed from | missing |", "|---|---:|---|---|"]
     for name, agg in result.aggregates.items():
         parts, missing = ", ".join(agg.parts) or "-", ", ".join(agg.missing) or "-"
-        out.append(f"| {name} | {_pct(agg.accuracy)} | {parts} | {missing} |")
+        out.append(f"| {name} | {percent(agg.accuracy)} | {parts} | {missing} |")
     out += ["", "Definitions:", ""]
     for name, agg in result.aggregates.items():
         out.append(f"- **{name}**: {agg.rule}.")
@@ -69,7 +70,7 @@ def render_markdown(result: Any) -> str:
     out += ["", "## Categories", "", "| category | accuracy % | correct | total | no prediction | unscored |",
             "|---|---:|---:|---:|---:|---:|"]
     for cat, s in result.categories.items():
-        out.append(f"| {cat} | {_pct(s.accuracy)} | {s.correct} | {s.total} | {s.missing_predictions} | {s.unscored} |")
+        out.append(f"| {cat} | {percent(s.accuracy)} | {s.correct} | {s.total} | {s.missing_predictions} | {s.unscored} |")
 
     kinds = sorted({k for s in result.categories.values() for k in s.errors})
     if kinds:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolace_r.evaluation.checker import check
+from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import CategoryScore, aggregate
 
 ALL = "all"  # the key of the pooled entry beside the categories
@@ -120,10 +121,6 @@ def _summaries_by_round(categories: dict[str, dict[str, Any]], n_rounds: int) ->
 
 # --- views -----------------------------------------------------------------------------------------
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.2f}"
-
-
 def render_rounds_table(metrics: dict[str, Any]) -> str:
     """Accuracy by round and cost per category, for the terminal."""
     rounds = metrics["rounds"]
@@ -132,12 +129,12 @@ def render_rounds_table(metrics: dict[str, Any]) -> str:
     rows = list(metrics["categories"].items()) + [(ALL, metrics[ALL])]
     for cat, m in rows:
         cost = m["tokens_per_example"]["compute_ratio"]
-        lines.append(f"{cat:<24}" + "".join(f"{_pct(a):>8}" for a in m["accuracy_by_round"])
+        lines.append(f"{cat:<24}" + "".join(f"{percent(a):>8}" for a in m["accuracy_by_round"])
                      + f"{m['average_refinements'] or 0:>8.2f}{sum(m['fixes_by_round']):>5}"
                      + f"{sum(m['breaks_by_round']):>5}{(cost or 0):>7.2f}")
     overall = metrics["summary_by_round"].get("overall")
     if overall:
-        lines.append(f"{'BFCL overall':<24}" + "".join(f"{_pct(a):>8}" for a in overall))
+        lines.append(f"{'BFCL overall':<24}" + "".join(f"{percent(a):>8}" for a in overall))
     lines.append("rounds: average refinement rounds; fix/brk: wrong->right / right->wrong over all rounds; "
                  "tok x: tokens computed per example against a single pass")
     return "\n".join(lines)
@@ -153,13 +150,13 @@ def render_rounds_markdown(metrics: dict[str, Any], config: dict[str, Any] | Non
     out += ["| category | " + " | ".join(f"round {r}" for r in rounds) + " | final | avg rounds | fixes | breaks |",
             "|---|" + "---:|" * (len(rounds) + 4)]
     for cat, m in list(metrics["categories"].items()) + [(f"**{ALL}**", metrics[ALL])]:
-        out.append(f"| {cat} | " + " | ".join(_pct(a) for a in m["accuracy_by_round"])
-                   + f" | {_pct(m['final_accuracy'])} | {m['average_refinements']:.2f} | "
+        out.append(f"| {cat} | " + " | ".join(percent(a) for a in m["accuracy_by_round"])
+                   + f" | {percent(m['final_accuracy'])} | {m['average_refinements']:.2f} | "
                    + f"{'/'.join(map(str, m['fixes_by_round'][1:])) or '-'} | "
                    + f"{'/'.join(map(str, m['breaks_by_round'][1:])) or '-'} |")
     for name, values in metrics["summary_by_round"].items():
         if any(v is not None for v in values):
-            out.append(f"| BFCL {name} | " + " | ".join(_pct(v) for v in values) + " | | | | |")
+            out.append(f"| BFCL {name} | " + " | ".join(percent(v) for v in values) + " | | | | |")
     pooled = metrics[ALL]
     tok = pooled["tokens_per_example"]
     out += ["", "Fixes and breaks are listed per refinement round (round 1/round 2/...).", "",

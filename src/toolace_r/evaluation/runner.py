@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from toolace_r.calls import MAX_DEPTH, ParseResult, ToolCall
 from toolace_r.evaluation.checker import check
 from toolace_r.files import dumps
+from toolace_r.jsonvalues import plain
 
 @dataclass
 class Aggregate:
@@ -251,7 +252,7 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -
             items.append(ItemResult(ex.id, ex.category, False, "missing_prediction", "no prediction for this id"))
             continue
         verdict = check(ex, predictions[ex.id])
-        calls = None if verdict.calls is None else [_plain(c.to_dict()) for c in verdict.calls]
+        calls = None if verdict.calls is None else [plain(c.to_dict()) for c in verdict.calls]
         items.append(ItemResult(ex.id, ex.category, verdict.valid, verdict.error_type, verdict.error,
                                 verdict.bfcl_error_type, calls))
         if verdict.error_type == "unscored":
@@ -265,18 +266,6 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -
             score.errors[verdict.error_type or "unknown"] += 1
     unknown = [key for key in predictions if key not in seen]
     return EvalResult(items, categories, aggregate(categories), missing, unknown, unscored)
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy of a decoded value: BFCL's decoder can yield tuples, bytes, non-string keys."""
-    if isinstance(value, dict):
-        return {k if isinstance(k, (str, int, float, bool)) or k is None else repr(k): _plain(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return repr(value)
 
 
 def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:

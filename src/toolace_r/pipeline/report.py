@@ -10,9 +10,11 @@ under every policy, so it is the single-pass result and its cost.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any, Sequence
 
+from toolace_r.evaluation.report import percent
 from toolace_r.files import dumps, write_files
 
 SUMMARY = "overall"
@@ -207,8 +209,8 @@ def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, 
     return out
 
 
-def _pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+# The report's tables: one decimal, a dash where there is no figure.
+_pct = partial(percent, digits=1, missing="–")
 
 
 def _num(x: float | None, fmt: str = ".2f") -> str:

@@ -13,6 +13,7 @@ from toolace_r.calls import parse, render
 from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
+from toolace_r.progress import progress_bar
 from toolace_r.prompts import PromptConfig, render_example, render_pair
 
 from .config import SamplingConfig
@@ -91,7 +92,7 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
     can_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
     order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths pad less
     values: dict[int, float] = {}
-    bar = _bar(progress, len(pairs), "gold NLL")
+    bar = progress_bar(progress, len(pairs), "gold NLL")
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b:b + batch_size]
@@ -117,15 +118,6 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
     if bar is not None:
         bar.close()
     return [values[i] for i in range(len(pairs))]
-
-
-
-def _bar(enabled: bool, total: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc=desc, unit="item")
 
 
 def write_samples(path: str | Path, records: Sequence[dict[str, Any]]) -> None:

@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     common.setup()
     from toolace_r.engines import GenerationRequest, SamplingParams
     from toolace_r.engines.hf import HFEngine
-    from toolace_r.evaluation.rounds import benchmark_slice
+    from toolace_r.data.select import benchmark_slice
 
     model, tok = common.load_embedded()
     examples = benchmark_slice("bfcl", args.categories, limit=args.per_category)

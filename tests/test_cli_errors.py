@@ -197,7 +197,7 @@ def test_dumps_writes_non_finite_keys_as_json_would():
 
 
 def test_a_negative_limit_in_a_config_is_an_error_too():
-    from toolace_r.evaluation.rounds import benchmark_slice
+    from toolace_r.data.select import benchmark_slice
 
     with pytest.raises(ValueError, match="limit must be >= 0"):
         benchmark_slice("bfcl", "simple_python", limit=-2)

@@ -11,14 +11,9 @@ import toolace_r.engines
 from toolace_r.calls import parse
 from toolace_r.cli import main
 from toolace_r.data.example import Example, Gold
+from toolace_r.data.select import benchmark_slice, examples_digest
 from toolace_r.engines.base import Completion, Engine, GenerationResult
-from toolace_r.evaluation.rounds import (
-    benchmark_slice,
-    examples_digest,
-    plot_rounds,
-    round_metrics,
-    write_refine_outputs,
-)
+from toolace_r.evaluation.rounds import plot_rounds, round_metrics, write_refine_outputs
 from toolace_r.refine import RefineConfig, RefineResult, Round, Trace
 from toolace_r.tools import normalize_tools
 

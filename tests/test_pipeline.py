@@ -15,7 +15,7 @@ from test_training_loop import ITEMS, scripted_factory, write_data
 from toolace_r.config import load_config
 from toolace_r.engines import Engine, GenerationResult
 from toolace_r.engines.base import Completion
-from toolace_r.evaluation.rounds import benchmark_slice
+from toolace_r.data.select import benchmark_slice
 from toolace_r.pipeline import PipelineConfig, run_pipeline
 from toolace_r.pipeline.report import sign_test
 from toolace_r.pipeline.run import control_corpus, row_tokens

@@ -152,7 +152,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from toolace_r.evaluation import evaluate_predictions, load_predictions, write_outputs
     from toolace_r.evaluation.report import render_table
-    from toolace_r.evaluation.rounds import benchmark_slice
+    from toolace_r.data.select import benchmark_slice
 
     from toolace_r.files import writable_dir
 
@@ -204,7 +204,8 @@ def _refine_config(args: argparse.Namespace):
 def _cmd_eval_model(args: argparse.Namespace) -> int:
     from toolace_r.engines import engine_from_args
     from toolace_r.evaluation.report import render_table
-    from toolace_r.evaluation.rounds import benchmark_slice, render_rounds_table, write_refine_outputs
+    from toolace_r.data.select import benchmark_slice
+    from toolace_r.evaluation.rounds import render_rounds_table, write_refine_outputs
     from toolace_r.refine import refine
 
     if args.predictions:

@@ -13,13 +13,13 @@ scores (non_live, live, irrelevance, overall) are given per round too.
 """
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from toolace_r.evaluation.checker import check
+from toolace_r.data.select import examples_digest
 from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import CategoryScore, aggregate
 
@@ -258,32 +258,3 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     paths = {key: path for key, (path, _) in files.items()}
     paths["plot"] = plot_rounds(rounds, out / "rounds.png", title=f"{benchmark}: refine {refine_config['policy']}")
     return RefineReport(paths, scored, rounds)
-
-
-def examples_digest(examples: Sequence[Any]) -> str:
-    """sha256 of the examples as JSON: two runs on the same inputs show the same digest."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for ex in examples:
-        h.update(json.dumps(ex.to_dict(), sort_keys=True, ensure_ascii=False, default=repr).encode("utf-8") + b"\n")
-    return h.hexdigest()
-
-
-def benchmark_slice(benchmark: str, categories: str, data_dir: str | None = None,
-                    limit: int | None = None) -> list[Any]:
-    """A benchmark's examples, at most `limit` per category (the first ones, in file order)."""
-    from toolace_r.evaluation.runner import load_benchmark
-
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be >= 0 (examples per category), got {limit}")
-    examples = load_benchmark(benchmark, categories, data_dir)
-    if limit is None:
-        return examples
-    taken: Counter = Counter()
-    out = []
-    for ex in examples:
-        if taken[ex.category] < limit:
-            taken[ex.category] += 1
-            out.append(ex)
-    return out

@@ -213,27 +213,6 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-# --- benchmarks -----------------------------------------------------------------------------------
-
-def _bfcl_examples(categories: str, data_dir: str | None, limit: int | None) -> list[Any]:
-    from toolace_r.data import load
-
-    source = "bfcl:" + (categories or "all") + (f"@{data_dir}" if data_dir else "")
-    return list(load(source, limit=limit))
-
-
-# benchmark name -> loader(categories "a,b,...", data dir or None, limit per load or None)
-BENCHMARKS = {"bfcl": _bfcl_examples}
-
-
-def load_benchmark(name: str, categories: str = "", data_dir: str | None = None,
-                   limit: int | None = None) -> list[Any]:
-    """The examples of a benchmark; an unknown name is a ValueError listing the known ones."""
-    if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(sorted(BENCHMARKS))})")
-    return BENCHMARKS[name](categories, data_dir, limit)
-
-
 # --- scoring ------------------------------------------------------------------------------------
 
 def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -> EvalResult:

@@ -114,7 +114,7 @@ class Pipeline:
         return report
 
     def _held_out(self) -> list[Any]:
-        from toolace_r.evaluation.rounds import benchmark_slice
+        from toolace_r.data.select import benchmark_slice
 
         e = self.cfg.eval
         return benchmark_slice(e.benchmark, e.categories, e.data_dir, e.limit)
@@ -182,7 +182,8 @@ class Pipeline:
     # - evaluation -
     def _evaluate(self, arm: str, model_dir: str, policies: list[str]) -> None:
         from toolace_r.engines import get_engine
-        from toolace_r.evaluation.rounds import examples_digest, write_refine_outputs
+        from toolace_r.data.select import examples_digest
+        from toolace_r.evaluation.rounds import write_refine_outputs
         from toolace_r.refine import RefineConfig, refine
 
         e = self.cfg.eval

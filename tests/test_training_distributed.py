@@ -46,7 +46,7 @@ def make_cfg(model_dir, data, *extra):
         "sampling.k=2", "sampling.max_new_tokens=6", "sampling.gold_nll=true", "sampling.nll_batch_size=8",
         "sampling.engine_options={dtype: float32, device: cpu, batch_size: 8, num_threads: 1}",
         "selection.quotas={}", "selection.warmup.policy=nll", "selection.warmup.size=4",
-        "selection.warmup.rounds=2", "corpus.max_keep_per_item=0", "corpus.max_fix_per_item=0",
+        "selection.warmup.when=while_nothing_selected:2", "corpus.max_keep_per_item=0", "corpus.max_fix_per_item=0",
         "sft.max_steps=2", "sft.batch_size=2", "sft.global_batch_size=4", "sft.lora_r=4", "sft.lora_alpha=8",
         "sft.warmup=0", "sft.learning_rate=0.05", "sft.save_steps=100", "sft.num_threads=1",
         "loop.progress=false", "loop.max_iterations=2", "loop.min_growth=-1", *extra])

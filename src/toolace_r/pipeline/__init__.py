@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .config import ControlConfig, EvalConfig, PipelineConfig
+from .config import ControlConfig, EvalConfig, GoalsConfig, PipelineConfig
 from .run import Pipeline
 
 
@@ -14,4 +14,4 @@ def run_pipeline(cfg: PipelineConfig, output_dir: str | Path | None = None,
     return Pipeline(cfg, output_dir, echo, **engine_factories).run()
 
 
-__all__ = ["ControlConfig", "EvalConfig", "Pipeline", "PipelineConfig", "run_pipeline"]
+__all__ = ["ControlConfig", "EvalConfig", "GoalsConfig", "Pipeline", "PipelineConfig", "run_pipeline"]

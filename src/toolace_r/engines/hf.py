@@ -98,6 +98,8 @@ class HFEngine(Engine):
     """Generation with a transformers causal LM; see the module docstring."""
 
     name = "hf"
+    tokenizer: Any  # the model's own, given or loaded with it
+    max_context: int | None  # the model config's max_position_embeddings
 
     def __init__(
         self, config: HFEngineConfig | None = None, *, model: Any = None, tokenizer: Any = None, **overrides: Any

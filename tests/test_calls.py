@@ -544,7 +544,7 @@ SEEDS = [
 
 
 def _json_safe(v):
-    """The JSON-safe copy the writers make of decode_bfcl values (as refine._plain does)."""
+    """The JSON-safe copy the writers make of decode_bfcl values (as refine.traces.plain does)."""
     if isinstance(v, dict):
         return {k if isinstance(k, str) else repr(k): _json_safe(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

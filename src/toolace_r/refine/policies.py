@@ -60,8 +60,9 @@ class StopPolicy:
         return "max_rounds"
 
     def notes(self, rounds: Sequence[Round]) -> list[str | None]:
-        """What the refine turn after each round adds for the model (one entry per round, None: nothing);
-        an empty list adds nothing at all."""
+        """What the refine turn after each round adds for the model, one entry per round (None: nothing),
+        written through `PromptConfig.feedback_template` (docs/method.md#refine-prompt); by default the
+        schema check's findings when `feedback` is set."""
         if not self.feedback:
             return []
         return [feedback_text(x.problems) for x in rounds]

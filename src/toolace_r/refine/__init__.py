@@ -27,9 +27,9 @@ from toolace_r.refine.files import prediction_rows, read_traces, write_predictio
 from toolace_r.refine.loop import Conversation, as_conversation, refine
 from toolace_r.refine.policies import (
     STOP_POLICIES,
+    Adaptive,
     Checked,
     Fixed,
-    Repeats,
     SinglePass,
     StopPolicy,
     answer_key,
@@ -41,8 +41,8 @@ from toolace_r.refine.policies import (
 from toolace_r.refine.traces import STOP_REASONS, RefineResult, Round, Trace, describe_round
 
 __all__ = [
-    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Checked", "Conversation", "Fixed", "RefineConfig", "RefineResult",
-    "Repeats", "Round", "SinglePass", "StopPolicy", "Trace", "answer_key", "as_conversation", "describe_round",
+    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Adaptive", "Checked", "Conversation", "Fixed", "RefineConfig",
+    "RefineResult", "Round", "SinglePass", "StopPolicy", "Trace", "answer_key", "as_conversation", "describe_round",
     "get_policy", "known_policies", "prediction_rows", "read_traces", "refine", "register_policy", "same_answer",
     "write_predictions", "write_traces",
 ]

@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 
 class StopPolicy:
-    """Decides when one item stops refining. Subclass it and override `stop_reason`.
+    """Decides when one item stops refining. Subclass it and override `stop_reason`. The loop passes
+    each item's rounds, so one policy object serves every item of every run: it keeps no item state.
 
     The class attributes say what the loop must prepare for the policy:
     rounds: refinement rounds it runs whatever the answers (fixed:N, none); None: it decides per item,
@@ -68,7 +69,7 @@ class StopPolicy:
         return [feedback_text(x.problems) for x in rounds]
 
 
-class Repeats(StopPolicy):
+class Adaptive(StopPolicy):
     """adaptive: stop when the refined answer equals the previous one (`compare`), or when the guard kept
     the previous answer; with `cycle`, also when it equals any earlier answer (A -> B -> A)."""
 
@@ -91,7 +92,7 @@ class Repeats(StopPolicy):
         return None
 
 
-class Checked(Repeats):
+class Checked(Adaptive):
     """[ours] checked: an answer that fits its tool list ends the item (so a fitting round 0 costs no
     refinement), an oscillation ends it, and the refine turn says what the check found unless silent
     (docs/method.md#checked)."""
@@ -152,9 +153,9 @@ PolicyFactory = Callable[[str | None], StopPolicy]
 
 def _adaptive(arg: str | None) -> StopPolicy:
     if arg in (None, "", "canonical"):
-        return Repeats("adaptive", "canonical")
+        return Adaptive("adaptive", "canonical")
     if arg == "exact":
-        return Repeats("adaptive:exact", "exact")
+        return Adaptive("adaptive:exact", "exact")
     raise ValueError(f"unknown adaptive comparison {arg!r}; known: adaptive, adaptive:exact")
 
 

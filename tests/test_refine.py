@@ -17,12 +17,15 @@ from toolace_r.engines.base import Completion, Engine, GenerationResult, Samplin
 from toolace_r.prompts import DEFAULT_REFINE_INSTRUCTION, build_messages, refine_suffix, render_prompt
 from toolace_r.refine import (
     Conversation,
+    STOP_POLICIES,
     RefineConfig,
+    StopPolicy,
     Trace,
     get_policy,
     known_policies,
     read_traces,
     refine,
+    register_policy,
     same_answer,
     write_predictions,
     write_traces,
@@ -116,6 +119,71 @@ def test_config_validation_and_cap_for_fixed():
 
     again = from_dict(RefineConfig, json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
+
+
+class UntilCall(StopPolicy):
+    """Refine until the answer calls the named function, however often the answer repeats."""
+
+    def __init__(self, function: str) -> None:
+        super().__init__(f"until:{function}")
+        self.function = function
+
+    def stop_reason(self, rounds, fmt):
+        parsed = parse(rounds[-1].answer, fmt)
+        return "called" if parsed.is_call and any(c.name == self.function for c in parsed.calls) else None
+
+
+@pytest.fixture
+def registered():
+    """Registers policies for one test and removes them after it (the registry is module state)."""
+    keys = []
+
+    def add(key, policy, spellings=()):
+        keys.append(key)
+        register_policy(key, policy, spellings)
+
+    yield add
+    for key in keys:
+        STOP_POLICIES.pop(key, None)
+
+
+def test_a_registered_policy_adds_its_own_stop_rule_to_the_loop(registered):
+    def until(arg):
+        if not arg:
+            raise ValueError("until needs a function name, e.g. until:book")
+        return UntilCall(arg)
+
+    registered("until", until, ("until:NAME",))
+    assert known_policies()[-1] == "until:NAME" and get_policy("until:book").function == "book"
+    with pytest.raises(ValueError, match="needs a function name"):
+        RefineConfig(policy="until")
+    script = {
+        "later": ["[f(x=1)]", "[f(x=1)]", "[book(x=1)]", "unused"],  # adaptive would stop at round 1
+        "at_once": ["[book(x=2)]", "unused", "unused", "unused"],
+        "never": ["[f(x=1)]", "[f(x=1)]", "[f(x=1)]", "[f(x=1)]"],
+    }
+    engine, traces, _ = run(script, "until:book")
+    assert {q: (t.stop_reason, t.refinements, t.final) for q, t in traces.items()} == {
+        "later": ("called", 2, "[book(x=1)]"),
+        "at_once": ("called", 0, "[book(x=2)]"),
+        "never": ("max_rounds", 3, "[f(x=1)]"),  # the round cap still holds
+    }
+    assert engine.calls[1] == [("later", 1), ("never", 1)]
+    # A policy object registers as it is; its key then takes no argument.
+    registered("book_once", UntilCall("book"))
+    assert run(script, "book_once")[1]["later"].stop_reason == "called"
+    with pytest.raises(ValueError, match="takes no argument"):
+        get_policy("book_once:x")
+
+
+def test_register_policy_rejects_what_is_not_a_policy(registered):
+    with pytest.raises(ValueError, match="without a colon"):
+        register_policy("a:b", UntilCall("f"))
+    with pytest.raises(TypeError, match="StopPolicy or a factory"):
+        register_policy("odd", "adaptive")
+    registered("broken", lambda arg: "adaptive")
+    with pytest.raises(TypeError, match="not a StopPolicy"):
+        get_policy("broken")
 
 
 # --- stop policies on scripted answers --------------------------------------------------------------
@@ -322,6 +390,17 @@ def test_without_a_tokenizer_requests_carry_chat_messages():
     engine, _, _ = run({"q": ["[f(x=1)]", "[f(x=1)]"]})
     assert engine.requests[1].prompt is None
     assert engine.requests[1].messages == build_messages(TOOLS, [{"role": "user", "content": "q"}], ["[f(x=1)]"])
+
+
+def test_an_engine_with_the_protocol_defaults_gets_chat_messages_and_no_context_stop():
+    class Bare(Engine):  # only generate: tokenizer and max_context come from the base class
+        def generate(self, requests, progress=False):
+            return [GenerationResult([Completion("[f(x=1)]", [], "stop")]) for _ in requests]
+
+    engine = Bare()
+    assert engine.tokenizer is None and engine.max_context is None
+    (trace,) = refine([conv("q")], engine).traces
+    assert trace.stop_reason == "converged" and trace.refinements == 1
 
 
 def test_chunks_take_a_few_items_through_every_round():

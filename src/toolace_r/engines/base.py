@@ -123,9 +123,20 @@ class GenerationResult:
 
 
 class Engine:
-    """Base class: a name, `generate` and `close`. Engines are also context managers."""
+    """Base class: a name, `generate` and `close`. Engines are also context managers.
+
+    Two attributes tell callers that render prompts (the refine loop, the server) how to do it; the
+    defaults suit an engine that takes chat messages and renders them itself:
+    tokenizer: the transformers tokenizer prompts for this engine are rendered and counted with, or
+        None: requests then carry `messages` instead of a prompt.
+    max_context: the most tokens a prompt and its completion may hold together, or None when the
+        engine does not know it; the refine loop stops an item whose next round would not fit
+        (docs/method.md#guard).
+    """
 
     name: str = "engine"
+    tokenizer: Any = None
+    max_context: int | None = None
 
     def generate(
         self, requests: Sequence[GenerationRequest], progress: bool = False

@@ -128,7 +128,7 @@ class HFEngine(Engine):
             )
         if tokenizer is None:
             raise ValueError("the hf engine needs a tokenizer along with a model object")
-        self.model, self.tokenizer = model, tokenizer
+        self.model, self.tokenizer = model, tokenizer  # Engine.tokenizer: the model's own
         param = next(model.parameters())
         self.shapes = KVShape.from_config(model.config, param.dtype, param.device)
         _check_full_attention(model.config)
@@ -136,7 +136,7 @@ class HFEngine(Engine):
         self.eos_ids = _eos_ids(model, tokenizer)
         pad = getattr(tokenizer, "pad_token_id", None)
         self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
-        self.max_context = getattr(model.config, "max_position_embeddings", None)
+        self.max_context = getattr(model.config, "max_position_embeddings", None)  # Engine.max_context
         self.prefix_cache = PrefixCache(cfg.prefix_cache_mb * 2**20)
         self._weights_version = self._param_versions()
 

@@ -69,6 +69,11 @@ class OpenAIEngine(Engine):
     """Generation through an OpenAI-compatible HTTP API; see the module docstring."""
 
     name = "openai"
+    # The server holds the chat template and the context limit: without a tokenizer given to the
+    # caller, requests carry messages for /v1/chat/completions, and a prompt over the limit is the
+    # server's error.
+    tokenizer = None
+    max_context = None
 
     def __init__(self, config: OpenAIEngineConfig | None = None, **overrides: Any) -> None:
         try:

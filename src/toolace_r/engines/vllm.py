@@ -69,6 +69,17 @@ class VLLMEngine(Engine):
             llm = self._vllm.LLM(**{**kwargs, **cfg.extra})
         self.llm = llm
 
+    @property
+    def tokenizer(self) -> Any:
+        """The LLM's tokenizer (None once closed, or for an `llm` object that does not offer one)."""
+        get = getattr(self.llm, "get_tokenizer", None)
+        return get() if get is not None else None
+
+    @property
+    def max_context(self) -> int | None:
+        """The configured `max_model_len`; None leaves the limit to vLLM (the model's own)."""
+        return self.config.max_model_len
+
     def generate(
         self, requests: Sequence[GenerationRequest], progress: bool = False
     ) -> list[GenerationResult]:

@@ -26,7 +26,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
 from toolace_r.engines.base import Engine, EngineError
-from toolace_r.refine import engine_tokenizer, refine
+from toolace_r.refine import refine
 
 from .batching import BatchingEngine
 from .config import ServeConfig
@@ -76,7 +76,16 @@ class _PromptChecks(Engine):
         self.inner = inner
         self.name = inner.name
 
-    def __getattr__(self, name: str) -> Any:  # tokenizer, max_context, ... as the refine loop asks
+    # Engine declares these two with defaults, so __getattr__ would never be asked for them.
+    @property
+    def tokenizer(self) -> Any:
+        return self.inner.tokenizer
+
+    @property
+    def max_context(self) -> int | None:
+        return self.inner.max_context
+
+    def __getattr__(self, name: str) -> Any:  # anything else of the wrapped engine's
         if name == "inner":  # not set yet: no recursion
             raise AttributeError(name)
         return getattr(self.inner, name)
@@ -119,7 +128,7 @@ def create_app(engine: Engine, config: ServeConfig | None = None, *, tokenizer: 
     cfg = config or ServeConfig()
     if batching and not isinstance(engine, BatchingEngine):
         engine = BatchingEngine(engine, cfg.max_batch, cfg.batch_wait_ms)
-    state = _State(engine, cfg, tokenizer if tokenizer is not None else engine_tokenizer(engine))
+    state = _State(engine, cfg, tokenizer if tokenizer is not None else engine.tokenizer)
     checked = _PromptChecks(engine)
     # The docs routes are added below, behind the key, when the config asks for them.
     app = FastAPI(title="toolace-r", description="OpenAI-compatible tool calling with self-refinement",

@@ -69,11 +69,11 @@ class BatchingEngine(Engine):
     # The refine loop renders with the engine's tokenizer and checks its context length.
     @property
     def tokenizer(self) -> Any:
-        return getattr(self.inner, "tokenizer", None)
+        return self.inner.tokenizer
 
     @property
     def max_context(self) -> int | None:
-        return getattr(self.inner, "max_context", None)
+        return self.inner.max_context
 
     def generate(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationResult]:
         if not requests:

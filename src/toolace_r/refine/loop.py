@@ -1,0 +1,183 @@
+"""The refine loop: round 0, then refinement rounds until each item's stop policy ends it.
+
+Rounds run over *chunks* of items (all rounds of one chunk, then the next chunk): the prefix cache
+holds a bounded number of finished sequences, and a chunk keeps round r-1's KV in it for round r
+(docs/method.md#kv-reuse). The loop owns the round cap, the context limit and the guard
+(docs/method.md#guard); the policy decides everything else (docs/method.md#stop-policies).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from toolace_r.calls import ParseResult, parse
+from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
+from toolace_r.progress import progress_bar
+from toolace_r.prompts import build_messages, render_prompt
+from toolace_r.refine.config import RefineConfig
+from toolace_r.refine.traces import RefineResult, Round, Trace
+from toolace_r.schema_check import answer_problems
+
+
+@dataclass
+class Conversation:
+    """What the loop refines: a tool list and the messages before the answer (an `Example` works too)."""
+
+    id: str
+    tools: list[Any]
+    messages: list[dict[str, Any]]
+
+
+def as_conversation(item: Any, index: int) -> Conversation:
+    if isinstance(item, Conversation):
+        return item
+    if isinstance(item, dict):
+        return Conversation(str(item.get("id", index)), list(item.get("tools") or []), list(item["messages"]))
+    return Conversation(str(getattr(item, "id", index)), list(item.tools), list(item.messages))
+
+
+def refine(
+    items: Sequence[Any],
+    engine: Engine,
+    config: RefineConfig | None = None,
+    *,
+    tokenizer: Any = None,
+    first_answers: Sequence[str] | None = None,
+    progress: bool = False,
+) -> RefineResult:
+    """Answer each item, then refine under `config`'s stop policy; one `Trace` per item, in order.
+
+    items: `Example`s, `Conversation`s or {"id", "tools", "messages"} dicts.
+    tokenizer: renders prompts (default: the engine's); without one, requests carry chat messages.
+    first_answers: round-0 answers given instead of generated (e.g. sampled ones, for training).
+    """
+    cfg = config or RefineConfig()
+    convs = [as_conversation(item, i) for i, item in enumerate(items)]
+    if first_answers is not None and len(first_answers) != len(convs):
+        raise ValueError(f"first_answers has {len(first_answers)} entries for {len(convs)} items")
+    loop = _Loop(engine, cfg, tokenizer if tokenizer is not None else engine.tokenizer)
+    bar = progress_bar(progress, len(convs), f"refine {loop.policy.name}")
+    start = time.perf_counter()
+    traces: list[Trace] = []
+    try:
+        for lo in range(0, len(convs), cfg.chunk_size):
+            chunk = convs[lo: lo + cfg.chunk_size]
+            given = None if first_answers is None else list(first_answers[lo: lo + cfg.chunk_size])
+            traces += loop.run_chunk(chunk, given, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    return RefineResult(traces, cfg, loop.round_seconds, time.perf_counter() - start)
+
+
+class _Loop:
+    """The round-by-round work for one config; engines only generate, prompts only render."""
+
+    def __init__(self, engine: Engine, cfg: RefineConfig, tokenizer: Any) -> None:
+        self.engine, self.cfg, self.tokenizer = engine, cfg, tokenizer
+        self.policy = cfg.stop_policy
+        self.cap = self.policy.refinements(cfg.max_rounds)
+        self.round_seconds: list[float] = []
+
+    def run_chunk(self, convs: list[Conversation], given: list[str] | None, bar) -> list[Trace]:
+        rounds: list[list[Round]] = [[] for _ in convs]
+        reasons: list[str | None] = [None] * len(convs)
+        active = list(range(len(convs)))
+        for r in range(self.cap + 1):
+            if bar is not None:
+                bar.set_postfix_str(f"round {r}: {len(active)} of this chunk's {len(convs)} items")
+            if r == 0 and given is not None:
+                new = [self._make_round(0, text, None, {}, None, c.tools) for c, text in zip(convs, given)]
+            else:
+                fitting = self._fitting(convs, rounds, active, reasons, r)
+                if bar is not None and len(fitting) < len(active):
+                    bar.update(len(active) - len(fitting))
+                active = fitting
+                new = self._generate(convs, rounds, active, r)
+            still = []
+            for i, rnd in zip(active, new):
+                rounds[i].append(rnd)
+                reasons[i] = self._stop_reason(rounds[i], r)
+                if reasons[i] is None:
+                    still.append(i)
+                elif bar is not None:
+                    bar.update(1)
+            active = still
+            if not active:
+                break
+        return [Trace(c.id, rs, reason or "max_rounds") for c, rs, reason in zip(convs, rounds, reasons)]
+
+    def _generate(self, convs, rounds, active: list[int], r: int) -> list[Round]:
+        if not active:
+            return []
+        params = self.cfg.round0 if r == 0 else self.cfg.refine
+        requests = [self._request(convs[i], rounds[i], params) for i in active]
+        start = time.perf_counter()
+        results = self.engine.generate(requests)
+        while len(self.round_seconds) <= r:
+            self.round_seconds.append(0.0)
+        self.round_seconds[r] += time.perf_counter() - start
+        out = []
+        for i, result in zip(active, results):
+            c = result.completions[0]
+            usage = {"prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens,
+                     "completion_tokens": c.completion_tokens}
+            out.append(self._make_round(r, c.text, rounds[i][-1] if rounds[i] else None, usage, c.finish_reason,
+                                        convs[i].tools))
+        return out
+
+    def _request(self, conv: Conversation, rounds: list[Round], params: SamplingParams) -> GenerationRequest:
+        if self.tokenizer is None:  # a chat-only endpoint renders the conversation itself
+            return GenerationRequest(messages=build_messages(conv.tools, conv.messages, [x.answer for x in rounds],
+                                                             self.cfg.prompt, feedback=self.policy.notes(rounds)),
+                                     params=params)
+        return GenerationRequest(prompt=self._prompt(conv, rounds), params=params)
+
+    def _prompt(self, conv: Conversation, rounds: list[Round]) -> str:
+        return render_prompt(self.tokenizer, conv.tools, conv.messages, [x.answer for x in rounds], self.cfg.prompt,
+                             feedback=self.policy.notes(rounds))
+
+    def _fitting(self, convs, rounds, active: list[int], reasons: list, r: int) -> list[int]:
+        """Stop items whose next refinement prompt plus its answer would not fit the model's context."""
+        limit = self.engine.max_context
+        if r == 0 or not limit or self.tokenizer is None:
+            return active
+        keep = []
+        for i in active:
+            ids = self.tokenizer(self._prompt(convs[i], rounds[i]),
+                                 add_special_tokens=False)["input_ids"]
+            if len(ids) + self.cfg.refine.max_new_tokens > limit:
+                reasons[i] = "context"
+            else:
+                keep.append(i)
+        return keep
+
+    def _make_round(self, r: int, text: str, previous: Round | None, usage: dict, finish: str | None,
+                    tools: Sequence[Any]) -> Round:
+        parsed = parse(text, self.cfg.parse_format)
+        keep = previous is not None and self._guard_fires(previous, parsed)
+        answer = previous.answer if keep else text
+        problems = None
+        if self.policy.check or self.policy.feedback:
+            problems = list(previous.problems or []) if keep else answer_problems(answer, tools, self.cfg.parse_format)
+        return Round(r, text, parsed, answer, keep, finish_reason=finish, problems=problems, **usage)
+
+    def _guard_fires(self, previous: Round, parsed: ParseResult) -> bool:
+        guard = self.cfg.guard
+        if guard == "error":
+            return parsed.error is not None
+        if guard == "call":
+            return self._parsed_answer(previous).is_call and not parsed.is_call
+        return False
+
+    def _parsed_answer(self, rnd: Round) -> ParseResult:
+        return parse(rnd.answer, self.cfg.parse_format) if rnd.kept_previous else rnd.parsed
+
+    def _stop_reason(self, rounds: list[Round], r: int) -> str | None:
+        if self.cap == 0:  # no refinement round may run: round 0 is final whatever the policy would say
+            return self.policy.cap_reason()
+        reason = self.policy.stop_reason(rounds, self.cfg.parse_format)
+        if reason is None and r >= self.cap:
+            return self.policy.cap_reason()
+        return reason

@@ -37,9 +37,11 @@ def run_train(iter_dir: Path) -> int:
 
 
 def run_sample(iter_dir: Path, shard: int) -> int:
+    from toolace_r.stages import hash_obj
+
     from . import difficulty
     from .config import TrainConfig
-    from .loop import TrainingRun, hash_obj, training_items
+    from .loop import sample_records, training_items
 
     job = json.loads((iter_dir / launch.SAMPLE_JOB).read_text(encoding="utf-8"))
     cfg = from_dict(TrainConfig, job["config"], where=str(iter_dir / launch.SAMPLE_JOB))
@@ -48,9 +50,9 @@ def run_sample(iter_dir: Path, shard: int) -> int:
         raise SystemExit(f"the training items loaded from {cfg.data.train!r} differ from the orchestrator's "
                          "(did the data change during the run?)")
     start, end = launch.shard_bounds(len(examples), shard, job["num_shards"])
-    run = TrainingRun(launch.shard_config(cfg, start), iter_dir.parent, resume=True)
-    run.examples, run.targets, run.progress = examples[start:end], targets, job["progress"]
-    records = run._sample(job["model_dir"], job["iteration"]) if end > start else []
+    records = sample_records(launch.shard_config(cfg, start), examples[start:end], model_dir=job["model_dir"],
+                             it=job["iteration"], targets=targets, engine_factory=difficulty.default_engine_factory,
+                             progress=job["progress"]) if end > start else []
     difficulty.write_samples(launch.shard_path(iter_dir / launch.SAMPLE_SHARDS, shard), records)
     return 0
 

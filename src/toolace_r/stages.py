@@ -109,8 +109,9 @@ Work = Callable[[Path, dict], "Mapping[str, Any] | None"]
 class Stage:
     """One resumable unit of work in `where` (a folder relative to the run directory).
 
-    config: named values the stage reads (config sections, item lists, a model's fingerprint), hashed
-        with `hash_obj` (a str is taken as a hash already). files: named input files, hashed by content.
+    config: named values the stage reads (config sections, item lists, a model's fingerprint): plain
+        values (str, numbers, None) as they are, anything else hashed with `hash_obj`.
+    files: named input files (relative to `where`), hashed by content.
     outputs: the files (or folders) it leaves in `where`; all must exist when `run` returns.
     run(dir, inputs): does the work; returns {output name: content} for the outputs the run directory
         writes (str as text; a list under a .jsonl name as JSON lines; anything else as JSON), or None
@@ -200,24 +201,24 @@ class RunDir:
         d = self.path(stage)
         d.mkdir(parents=True, exist_ok=True)
         inputs = self.inputs(stage)
-        if not self.done(stage, inputs):
-            self.marker_path(stage.where, stage.name).unlink(missing_ok=True)
-            if stage.note:
-                self.echo(stage.note)
-            start = time.perf_counter()
-            written = stage.run(d, inputs) or {}
-            if written:
-                write_files({d / name: render(name, content) for name, content in written.items()})
-            missing = [name for name in stage.outputs if not (d / name).exists()]
-            if missing:
-                raise RuntimeError(f"stage {stage.where}/{stage.name} left no {', '.join(missing)}")
-            seconds = time.perf_counter() - start
-            self.finish(stage, inputs, seconds)
-            result = stage.read(d) if stage.read else None
-            if stage.record is not None:
-                self.record(stage.key or f"{stage.where}/{stage.name}", **stage.record(result, seconds))
-            return result
-        return stage.read(d) if stage.read else None
+        if self.done(stage, inputs):
+            return stage.read(d) if stage.read else None
+        self.marker_path(stage.where, stage.name).unlink(missing_ok=True)
+        if stage.note:
+            self.echo(stage.note)
+        start = time.perf_counter()
+        written = stage.run(d, inputs) or {}
+        if written:
+            write_files({d / name: render(name, content) for name, content in written.items()})
+        missing = [name for name in stage.outputs if not (d / name).exists()]
+        if missing:
+            raise RuntimeError(f"stage {stage.where}/{stage.name} left no {', '.join(missing)}")
+        seconds = time.perf_counter() - start
+        self.finish(stage, inputs, seconds)
+        result = stage.read(d) if stage.read else None
+        if stage.record is not None:
+            self.record(stage.key or f"{stage.where}/{stage.name}", **stage.record(result, seconds))
+        return result
 
     # - the manifest: one entry per stage that recorded one -
     def manifest(self) -> dict[str, Any]:

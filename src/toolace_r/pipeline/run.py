@@ -26,6 +26,7 @@ from typing import Any, Callable
 from toolace_r.config import save_config, to_dict
 from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerprint, read_json
 from toolace_r.training.loop import run_training, train_stage, training_items
+from toolace_r.training.sft import row_tokens, training_tokens
 
 from .config import PipelineConfig
 
@@ -157,8 +158,8 @@ class Pipeline:
                 pooled = rounds["all"]
                 self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
                           f"(single pass {pooled['single_pass_accuracy']:.3f}), {rounds['wall_seconds']:.0f} s")
-                return {"seconds": round(rounds["wall_seconds"], 2),
-                        "compute_tokens": round(pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]),
+                compute = pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]
+                return {"seconds": round(rounds["wall_seconds"], 2), "compute_tokens": round(compute),
                         "accuracy": pooled["final_accuracy"]}
 
             self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record))
@@ -186,39 +187,6 @@ def _tokenizer(model_dir: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)
-
-
-def row_tokens(tokenizer: Any, row: dict[str, Any]) -> int:
-    """Tokens one training row puts through the model: prompt + completion (TRL adds nothing to a
-    completion that already ends with the template's end-of-turn token but EOS, counted here too)."""
-    prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-    completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
-    return len(prompt) + len(completion) + 1
-
-
-def training_tokens(run_dir: Path, summary: dict[str, Any], base_model: str, sft: Any) -> dict[str, Any]:
-    """Tokens the ToolACE-R run trained on: each iteration's corpus x the passes over it, summed
-    (`sft.epochs`, or with `sft.max_steps` the rows its steps drew)."""
-    from toolace_r.training.corpus import read_corpus
-
-    tok = _tokenizer(base_model)
-    per_iter = []
-    for m in summary["iterations"]:
-        d = run_dir / f"iter_{m['iteration']}"
-        if not (d / "train.json").exists() or not (d / "corpus.jsonl").exists():
-            continue
-        train = json.loads((d / "train.json").read_text(encoding="utf-8"))
-        if not train.get("steps"):
-            continue
-        rows = read_corpus(d / "corpus.jsonl")
-        if sft.max_steps and sft.max_steps > 0:
-            epochs = train["steps"] * sft.batch_size * sft.grad_accum / max(1, len(rows))
-        else:
-            epochs = float(sft.epochs)
-        n = sum(row_tokens(tok, r) for r in rows)
-        per_iter.append({"iteration": m["iteration"], "rows": len(rows), "corpus_tokens": n, "epochs": epochs,
-                         "tokens": round(n * epochs)})
-    return {"train_tokens": sum(p["tokens"] for p in per_iter), "per_iteration": per_iter}
 
 
 def control_corpus(base_model: str, cfg: PipelineConfig, target: int) -> tuple[list[dict[str, Any]], dict]:

@@ -223,7 +223,7 @@ class TrainingRun:
     def _iteration(self, it: int, model_in: str, prev_sel: dict | None):
         cfg, where = self.cfg, f"iter_{it}"
         model_hash = model_fingerprint(model_in)
-        # sample: k answers per item from the current model, scored; optional gold NLL (docs/method.md#training)
+        # sample: k answers per item from the current model, scored; optional gold NLL (docs/method.md#difficulty)
         work = functools.partial(sample_records, model_dir=model_in, it=it, targets=self.targets,
                                  engine_factory=self.engine_factory, progress=self.progress)
         custom_engine = self.engine_factory is not difficulty.default_engine_factory
@@ -283,17 +283,16 @@ class TrainingRun:
 
     def _eval(self, where: str, model_dir: str) -> float:
         """Greedy single-pass held-out accuracy of `model_dir` (where/eval.json, where/eval/): the
-        pipeline's evaluation of an arm (`eval_stage`), with the loop's engine and the `eval` section's budget and stops."""
+        pipeline's evaluation of an arm (`eval_stage`), with the loop's engine and the `eval` section."""
         from toolace_r.refine import RefineConfig
 
         cfg = self.cfg
         rcfg = RefineConfig.from_options("none", max_new_tokens=cfg.eval.max_new_tokens, stop=cfg.eval.stop,
                                          prompt=cfg.prompt)
-        stage = eval_stage(where, self.eval_examples, model_dir, rcfg, lambda: self.engine_factory(model_dir,
-                                                                                                     cfg.sampling),
-                           {"engine": cfg.sampling.engine, "engine_options": cfg.sampling.engine_options},
-                           {"model": model_dir}, subdir="eval", summary_file="eval.json", tokenizer=True,
-                           progress=self.progress,
+        engines = {"engine": cfg.sampling.engine, "engine_options": cfg.sampling.engine_options}
+        make_engine = functools.partial(self.engine_factory, model_dir, cfg.sampling)
+        stage = eval_stage(where, self.eval_examples, model_dir, rcfg, make_engine, engines, {"model": model_dir},
+                           subdir="eval", summary_file="eval.json", tokenizer=True, progress=self.progress,
                            note=f"[{where}] evaluating on {len(self.eval_examples)} held-out items")
         return self.dir.run(stage)["accuracy"]
 

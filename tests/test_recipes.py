@@ -104,7 +104,7 @@ def test_recipe_dry_run_on_cpu(recipe, tiny_model_dir, tmp_path):
     cfg = load_config(TrainConfig, recipe, [
         f"model={tiny_model_dir}", f"data.train={data}", "data.eval_limit=11",
         "sampling.engine=hf", "sampling.engine_options={dtype: float32, device: cpu, batch_size: 8, num_threads: 1}",
-        "sampling.num_processes=2", "sampling.max_new_tokens=8", "sampling.eval_max_new_tokens=4",
+        "sampling.num_processes=2", "sampling.max_new_tokens=8", "eval.max_new_tokens=4",
         "sft.launcher=subprocess", "sft.max_steps=1", "sft.num_threads=2",
         "loop.max_iterations=1", "loop.eval_base=false", "loop.progress=false",
     ])

@@ -79,7 +79,7 @@ def scripted_factory(fail_at=None):
 def make_cfg(tiny_model_dir, data, **over):
     overrides = [
         f"model={tiny_model_dir}", f"data.train=jsonl:{data}", "prompt.system_prompt=Call tools.",
-        "sampling.k=2", "sampling.max_new_tokens=8", "sampling.eval_max_new_tokens=8", "sampling.nll_batch_size=4",
+        "sampling.k=2", "sampling.max_new_tokens=8", "eval.max_new_tokens=8", "sampling.nll_batch_size=4",
         "sampling.engine_options={dtype: float32, device: cpu, batch_size: 8}",
         "selection.quotas={}", "selection.warmup.policy=nll", "selection.warmup.size=1",
         "sft.max_steps=1", "sft.batch_size=4", "sft.lora_r=4", "sft.lora_alpha=8", "sft.warmup=0",

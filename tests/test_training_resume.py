@@ -20,7 +20,7 @@ import pytest
 
 from test_training_loop import make_cfg, scripted_factory, write_data
 from toolace_r.training import launch, run_training, sft
-from toolace_r.training.loop import RunDirLocked, run_dir_lock
+from toolace_r.stages import RunDirLocked, run_dir_lock
 
 TESTS = Path(__file__).resolve().parent
 SRC = TESTS.parent / "src"
@@ -33,7 +33,8 @@ from pathlib import Path
 
 job = json.loads(sys.argv[1])
 from test_training_loop import make_cfg, scripted_factory
-from toolace_r.training import launch, loop, run_training
+from toolace_r import stages
+from toolace_r.training import launch, run_training
 
 
 def die():
@@ -42,14 +43,14 @@ def die():
 
 kill, where = job["kill"], job.get("where", "")
 if kill == "finish_phase":  # the phase's outputs are written, its marker is not
-    finish = loop.finish_phase
+    finish = stages.RunDir.finish
 
-    def finish_phase(d, phase, inputs, outputs):
-        if phase == job["phase"] and d.name == where:
+    def finish_phase(self, stage, inputs, seconds):
+        if stage.name == job["phase"] and stage.where == where:
             die()
-        return finish(d, phase, inputs, outputs)
+        return finish(self, stage, inputs, seconds)
 
-    loop.finish_phase = finish_phase
+    stages.RunDir.finish = finish_phase
 elif kill == "torch_save":  # a checkpoint file torn half-way through its write
     import torch
 
@@ -375,7 +376,7 @@ def test_a_stopped_run_kills_the_whole_group_of_its_child(tmp_path, sig):
 
 HOLD_LOCK = r'''
 import sys, time
-from toolace_r.training.loop import run_dir_lock
+from toolace_r.stages import run_dir_lock
 
 lock = run_dir_lock(sys.argv[1])  # held while this reference lives
 lock.__enter__()
@@ -386,7 +387,7 @@ time.sleep(600)
 
 def test_a_second_run_on_a_busy_directory_fails_at_once_naming_the_holder(tiny_model_dir, data, tmp_path, capsys):
     from toolace_r import cli
-    from toolace_r.training.loop import LOCK_FILE
+    from toolace_r.stages import LOCK_FILE
 
     root = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(root)], stdout=subprocess.PIPE, text=True,

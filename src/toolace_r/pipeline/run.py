@@ -9,33 +9,24 @@ every model scored under every refinement policy on the same held-out items.
           report.md, report.json, report.png
 
 Arms: `base` (the starting model), `toolace_r@N` (the model after iteration N), `control`. Every stage
-leaves a `.done` marker with the hashes of its inputs (the training loop's markers), so a rerun after an
-interruption picks up where it stopped and a rerun of a finished pipeline only rewrites the report.
+is a `toolace_r.stages.Stage` of the output directory (a `.done` marker with the hashes of its inputs, as
+in the training loop), so a rerun after an interruption picks up where it stopped and a rerun of a
+finished pipeline only rewrites the report.
 Greedy decoding and fixed seeds make a rerun give the same verdicts.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import sys
-import time
 from pathlib import Path
 from typing import Any, Callable
 
 from toolace_r.config import save_config, to_dict
-from toolace_r.files import write_json
-from toolace_r.training.loop import (
-    clear_marker,
-    finish_phase,
-    hash_file,
-    hash_obj,
-    model_fingerprint,
-    phase_done,
-    run_dir_lock,
-    run_training,
-    train_resumable,
-    training_items,
-)
+from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerprint, read_json
+from toolace_r.training.loop import run_training, train_stage, training_items
+from toolace_r.training.sft import row_tokens, training_tokens
 
 from .config import PipelineConfig
 
@@ -59,166 +50,122 @@ class Pipeline:
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.engine_factory = engine_factory
         self.train_engine_factory = train_engine_factory
-        self.stages_path = self.root / "stages.json"
+        # stages.json, the manifest: wall seconds and tokens of every stage that ran
+        self.dir = RunDir(self.root, manifest="stages.json", echo=self.echo)
 
-    # - bookkeeping -
-    def _stages(self) -> dict[str, Any]:
-        if self.stages_path.exists():
-            return json.loads(self.stages_path.read_text(encoding="utf-8"))
-        return {}
-
-    def _record_stage(self, name: str, **fields: Any) -> None:
-        stages = self._stages()
-        stages[name] = fields
-        write_json(self.stages_path, stages)
-
-    # - the run -
     def run(self) -> dict[str, Any]:
-        with run_dir_lock(self.root):  # one pipeline per output directory at a time
-            return self._run()
+        with self.dir:  # one pipeline per output directory at a time
+            cfg = self.cfg
+            save_config(cfg, self.root / "config.yaml")
+            from toolace_r.data.select import benchmark_slice
+            from toolace_r.models import local_model_dir
 
-    def _run(self) -> dict[str, Any]:
-        cfg = self.cfg
-        self.root.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, self.root / "config.yaml")
-        from toolace_r.models import local_model_dir
+            cfg.training.model = cfg.model
+            self.base_model = local_model_dir(cfg.model)
+            e = cfg.eval
+            self.examples = benchmark_slice(e.benchmark, e.categories, e.data_dir, e.limit)
+            self.echo(f"pipeline: model {cfg.model}; {len(self.examples)} held-out items "
+                      f"({e.categories}, {e.limit} per category); output {self.root}")
+            arms: dict[str, str] = {"base": self.base_model}
+            self._evaluate("base", self.base_model, e.base_policies)
+            summary = self._toolace_r()
+            iteration_models = trained_models(self.root / "toolace_r", summary)
+            for i, (arm, model_dir) in enumerate(iteration_models.items()):
+                policies = e.policies if i == len(iteration_models) - 1 else e.iteration_policies
+                if policies:
+                    arms[arm] = model_dir
+                    self._evaluate(arm, model_dir, policies)
+            if cfg.control.enabled:
+                control_model = self._control()
+                if control_model:
+                    arms["control"] = control_model
+                    self._evaluate("control", control_model, e.policies)
+            from .report import write_report
 
-        cfg.training.model = cfg.model
-        self.base_model = local_model_dir(cfg.model)
-        self.examples = self._held_out()
-        self.echo(f"pipeline: model {cfg.model}; {len(self.examples)} held-out items "
-                  f"({cfg.eval.categories}, {cfg.eval.limit} per category); output {self.root}")
+            report = write_report(self.root, cfg, arms, self.examples, summary, self.dir.manifest())
+            self.echo(f"report: {self.root / 'report.md'}")
+            return report
 
-        arms: dict[str, str] = {"base": self.base_model}
-        self._evaluate("base", self.base_model, cfg.eval.base_policies)
-
-        summary = self._toolace_r()
-        iteration_models = trained_models(self.root / "toolace_r", summary)
-        for i, (arm, model_dir) in enumerate(iteration_models.items()):
-            last = i == len(iteration_models) - 1
-            policies = cfg.eval.policies if last else cfg.eval.iteration_policies
-            if policies:
-                arms[arm] = model_dir
-                self._evaluate(arm, model_dir, policies)
-
-        if cfg.control.enabled:
-            control_model = self._control()
-            if control_model:
-                arms["control"] = control_model
-                self._evaluate("control", control_model, cfg.eval.policies)
-
-        from .report import write_report
-
-        report = write_report(self.root, cfg, arms, self.examples, summary, self._stages())
-        self.echo(f"report: {self.root / 'report.md'}")
-        return report
-
-    def _held_out(self) -> list[Any]:
-        from toolace_r.data.select import benchmark_slice
-
-        e = self.cfg.eval
-        return benchmark_slice(e.benchmark, e.categories, e.data_dir, e.limit)
-
-    # - ToolACE-R -
     def _toolace_r(self) -> dict[str, Any]:
-        run_dir = self.root / "toolace_r"
-        done = run_dir / "summary.json"
         training = to_dict(self.cfg.training)
         training["loop"].pop("progress", None)  # showing progress bars changes no result
-        config_hash = hash_obj(training)
-        stage = self._stages().get("toolace_r", {})
-        if done.exists() and stage.get("config") == config_hash:
-            return json.loads(done.read_text(encoding="utf-8"))
-        self.echo("[toolace_r] model-aware iterative training")
-        start = time.perf_counter()
-        summary = run_training(self.cfg.training, run_dir, resume=True, engine_factory=self.train_engine_factory,
-                               echo=self.echo)
-        # Rerun after a config change, the loop redoes only the phases it must: the stage's wall time is
-        # what this call took plus what the earlier, completed call recorded.
-        seconds = time.perf_counter() - start + stage.get("seconds", 0.0)
-        tokens = training_tokens(run_dir, summary, self.base_model, self.cfg.training.sft)
-        self._record_stage("toolace_r", seconds=round(seconds, 2), config=config_hash, **tokens,
-                           iterations=len(summary["iterations"]))
-        return summary
+        run_dir = self.root / "toolace_r"
 
-    # - control -
+        def work(d: Path, inputs: dict) -> None:
+            run_training(self.cfg.training, d, resume=True, engine_factory=self.train_engine_factory, echo=self.echo)
+
+        def record(summary: dict[str, Any], seconds: float) -> dict[str, Any]:
+            # Rerun after a config change, the loop redoes only the phases it must: the stage's wall time is
+            # what this run took plus what the earlier, completed one recorded.
+            before = self.dir.manifest().get("toolace_r", {}).get("seconds", 0.0)
+            tokens = training_tokens(run_dir, summary, self.base_model, self.cfg.training.sft)
+            return {"seconds": round(seconds + before, 2), "config": hash_obj(training), **tokens,
+                    "iterations": len(summary["iterations"])}
+
+        return self.dir.run(Stage("toolace_r", "toolace_r", ["summary.json"], work, config={"training": training},
+                                  read=read_json("summary.json"), key="toolace_r", record=record,
+                                  note="[toolace_r] model-aware iterative training"))
+
     def _control(self) -> str | None:
-        from toolace_r.training.corpus import read_corpus, write_corpus
+        from toolace_r.training.corpus import read_corpus
 
-        cfg, d = self.cfg, self.root / "control"
-        d.mkdir(parents=True, exist_ok=True)
-        tr = self._stages().get("toolace_r", {})
-        target = cfg.control.rows if cfg.control.match == "rows" else tr.get("train_tokens")
+        cfg = self.cfg
         if cfg.control.match not in ("tokens", "rows"):
             raise ValueError(f"control.match must be tokens or rows, got {cfg.control.match!r}")
+        target = cfg.control.rows if cfg.control.match == "rows" else \
+            self.dir.manifest().get("toolace_r", {}).get("train_tokens")
         if not target:
             self.echo("[control] skipped: the ToolACE-R run trained on nothing")
             return None
-        sft_cfg = _with_overrides(cfg.training.sft, {"epochs": 1.0, "max_steps": -1, **cfg.control.sft_overrides})
-        inputs = {"target": target, "match": cfg.control.match, "seed": cfg.control.seed,
-                  "data": hash_obj(cfg.training.data), "prompt": hash_obj(cfg.training.prompt),
-                  "sft": hash_obj(sft_cfg), "model": model_fingerprint(self.base_model)}
-        if not phase_done(d, "corpus", inputs):
-            rows, info = control_corpus(self.base_model, cfg, target)
-            write_corpus(d / "corpus.jsonl", rows)
-            write_json(d / "control.json", info)
-            finish_phase(d, "corpus", inputs, ["corpus.jsonl", "control.json"])
-        rows = read_corpus(d / "corpus.jsonl")
-        train_inputs = {"corpus": hash_file(d / "corpus.jsonl"), **inputs}
-        if not phase_done(d, "train", train_inputs):
-            clear_marker(d, "train")
-            info = json.loads((d / "control.json").read_text(encoding="utf-8"))
-            self.echo(f"[control] plain SFT on {len(rows)} rows of the pool ({info['train_tokens']} tokens, "
-                      f"target {target})")
-            start = time.perf_counter()
-            # The same training step as the ToolACE-R iterations (launcher, checkpoint resume included).
-            result = train_resumable(self.base_model, rows, d, sft_cfg, train_inputs, cfg.progress)
-            write_json(d / "train.json", result)
-            finish_phase(d, "train", train_inputs, ["train.json", "model"])
-            self._record_stage("control", seconds=round(time.perf_counter() - start, 2),
-                               train_tokens=info["train_tokens"], rows=len(rows), target_tokens=target)
-        return str(d / "model")
+        sft_cfg = with_overrides(cfg.training.sft, {"epochs": 1.0, "max_steps": -1, **cfg.control.sft_overrides})
+        inputs = {"target": target, "match": cfg.control.match, "seed": cfg.control.seed, "data": cfg.training.data,
+                  "prompt": cfg.training.prompt, "sft": sft_cfg, "model": model_fingerprint(self.base_model)}
 
-    # - evaluation -
+        def corpus(d: Path, _: dict) -> dict[str, Any]:
+            rows, info = control_corpus(self.base_model, cfg, target)
+            return {"corpus.jsonl": rows, "control.json": info}
+
+        rows, info = self.dir.run(Stage(
+            "corpus", "control", ["corpus.jsonl", "control.json"], corpus, config=inputs,
+            read=lambda d: (read_corpus(d / "corpus.jsonl"), json.loads((d / "control.json").read_text()))))
+        # The same training stage as the ToolACE-R iterations (launcher, checkpoint resume included).
+        stage = train_stage("control", self.base_model, rows, sft_cfg, inputs, cfg.progress,
+                            f"[control] plain SFT on {len(rows)} rows of the pool ({info['train_tokens']} tokens, "
+                            f"target {target})")
+        self.dir.run(dataclasses.replace(stage, key="control", record=lambda result, seconds: {
+            "seconds": round(seconds, 2), "train_tokens": info["train_tokens"], "rows": len(rows),
+            "target_tokens": target}))
+        return str(self.root / "control" / "model")
+
     def _evaluate(self, arm: str, model_dir: str, policies: list[str]) -> None:
         from toolace_r.engines import get_engine
-        from toolace_r.data.select import examples_digest
-        from toolace_r.evaluation.rounds import write_refine_outputs
-        from toolace_r.refine import RefineConfig, refine
+        from toolace_r.refine import RefineConfig
 
         e = self.cfg.eval
-        fingerprint = model_fingerprint(model_dir)
-        digest = examples_digest(self.examples)
+        make_engine = (lambda: self.engine_factory(model_dir)) if self.engine_factory else \
+            (lambda: get_engine(e.engine, model=model_dir, **e.engine_options))
         for policy in policies:
-            d = self.root / "eval" / arm / policy_slug(policy)
             rcfg = RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
                                              max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,
                                              prompt=self.cfg.training.prompt)
-            inputs = {"model": fingerprint, "examples": digest, "refine": rcfg.to_dict(), "engine": e.engine,
-                      "engine_options": e.engine_options}
-            if phase_done(d, "eval", inputs):
-                continue
-            d.mkdir(parents=True, exist_ok=True)
-            clear_marker(d, "eval")
-            self.echo(f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
-            # A fresh engine per run: a prefix cache warmed by another policy would lower this run's cost.
-            engine = self.engine_factory(model_dir) if self.engine_factory else \
-                get_engine(e.engine, model=model_dir, **e.engine_options)
-            with engine:
-                result = refine(self.examples, engine, rcfg, progress=self.cfg.progress)
-            run = {"arm": arm, "model": model_dir, "policy": policy, "examples": len(self.examples)}
-            report = write_refine_outputs(self.examples, result, d, run, e.benchmark)
-            finish_phase(d, "eval", inputs, ["metrics.json", "traces.jsonl", "predictions.jsonl"])
-            pooled = report.rounds["all"]
-            self._record_stage(f"eval/{arm}/{policy_slug(policy)}", seconds=round(result.seconds, 2),
-                               compute_tokens=round(pooled["tokens_per_example"]["refined"]["compute"]
-                                                    * pooled["examples"]),
-                               accuracy=pooled["final_accuracy"])
-            self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
-                      f"(single pass {pooled['single_pass_accuracy']:.3f}), {result.seconds:.0f} s")
+            run_info = {"arm": arm, "model": model_dir, "policy": policy, "examples": len(self.examples)}
+            stage = eval_stage(f"eval/{arm}/{policy_slug(policy)}", self.examples, model_dir, rcfg, make_engine,
+                               {"engine": e.engine, "engine_options": e.engine_options}, run_info, e.benchmark,
+                               progress=self.cfg.progress,
+                               note=f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
+
+            def record(rounds: dict[str, Any], seconds: float, policy: str = policy) -> dict[str, Any]:
+                pooled = rounds["all"]
+                self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
+                          f"(single pass {pooled['single_pass_accuracy']:.3f}), {rounds['wall_seconds']:.0f} s")
+                compute = pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]
+                return {"seconds": round(rounds["wall_seconds"], 2), "compute_tokens": round(compute),
+                        "accuracy": pooled["final_accuracy"]}
+
+            self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record))
 
 
-def _with_overrides(section: Any, overrides: dict[str, Any]) -> Any:
+def with_overrides(section: Any, overrides: dict[str, Any]) -> Any:
     from toolace_r.config import from_dict, to_dict
 
     return from_dict(type(section), {**to_dict(section), **overrides}, where="control.sft_overrides")
@@ -240,39 +187,6 @@ def _tokenizer(model_dir: str):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(model_dir)
-
-
-def row_tokens(tokenizer: Any, row: dict[str, Any]) -> int:
-    """Tokens one training row puts through the model: prompt + completion (TRL adds nothing to a
-    completion that already ends with the template's end-of-turn token but EOS, counted here too)."""
-    prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
-    completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
-    return len(prompt) + len(completion) + 1
-
-
-def training_tokens(run_dir: Path, summary: dict[str, Any], base_model: str, sft: Any) -> dict[str, Any]:
-    """Tokens the ToolACE-R run trained on: each iteration's corpus x the passes over it, summed
-    (`sft.epochs`, or with `sft.max_steps` the rows its steps drew)."""
-    from toolace_r.training.corpus import read_corpus
-
-    tok = _tokenizer(base_model)
-    per_iter = []
-    for m in summary["iterations"]:
-        d = run_dir / f"iter_{m['iteration']}"
-        if not (d / "train.json").exists() or not (d / "corpus.jsonl").exists():
-            continue
-        train = json.loads((d / "train.json").read_text(encoding="utf-8"))
-        if not train.get("steps"):
-            continue
-        rows = read_corpus(d / "corpus.jsonl")
-        if sft.max_steps and sft.max_steps > 0:
-            epochs = train["steps"] * sft.batch_size * sft.grad_accum / max(1, len(rows))
-        else:
-            epochs = float(sft.epochs)
-        n = sum(row_tokens(tok, r) for r in rows)
-        per_iter.append({"iteration": m["iteration"], "rows": len(rows), "corpus_tokens": n, "epochs": epochs,
-                         "tokens": round(n * epochs)})
-    return {"train_tokens": sum(p["tokens"] for p in per_iter), "per_iteration": per_iter}
 
 
 def control_corpus(base_model: str, cfg: PipelineConfig, target: int) -> tuple[list[dict[str, Any]], dict]:

@@ -54,7 +54,6 @@ class SamplingConfig:
     # call there (it decodes to no call), which would teach "keep" rows of half-written calls.
     strict_no_call: bool = True
     nll_batch_size: int = 8
-    eval_max_new_tokens: int = 256
     # Where sampling runs (training/launch.py): "inprocess" (the orchestrator itself), or "subprocess":
     # `num_processes` child processes, each sampling a contiguous shard of the items, so GPU memory (a
     # vLLM engine's above all) is given back before training. Results do not depend on num_processes.
@@ -212,6 +211,16 @@ class LoopConfig:
 
 
 @dataclass
+class LoopEvalConfig:
+    """The greedy held-out evaluation of every iteration's model on data.eval: one pass through the refine
+    code the pipeline scores its arms with (`toolace_r.stages.eval_stage`), under this token budget and
+    these stop strings."""
+
+    max_new_tokens: int = 256
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
 class TrainConfig:
     model: str = "smollm2-135m"
     output_dir: str = "runs/train"
@@ -221,4 +230,5 @@ class TrainConfig:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     sft: SFTStageConfig = field(default_factory=SFTStageConfig)
     loop: LoopConfig = field(default_factory=LoopConfig)
+    eval: LoopEvalConfig = field(default_factory=LoopEvalConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

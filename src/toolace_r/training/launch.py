@@ -320,17 +320,22 @@ def shard_bounds(n_items: int, shard: int, n_shards: int) -> tuple[int, int]:
     return start, start + base + (1 if shard < extra else 0)
 
 
-def sample(run: Any, model_dir: str, it: int, iter_dir: str | Path) -> list[dict[str, Any]]:
-    """The sample phase's records for `run` (a TrainingRun), with sampling.launcher."""
-    cfg = run.cfg.sampling
-    _check_launcher(cfg.launcher, SAMPLE_LAUNCHERS, "sampling.launcher")
-    if cfg.launcher == "inprocess":
-        return run._sample(model_dir, it)
-    if cfg.num_processes < 1:
-        raise ValueError(f"sampling.num_processes must be >= 1, got {cfg.num_processes}")
-    from .difficulty import default_engine_factory
+def sample(work: Callable[[Any, list], list[dict[str, Any]]], cfg: Any, examples: Sequence[Any], items_hash: str,
+           model_dir: str, it: int, iter_dir: str | Path, progress: bool = False,
+           custom_engine: bool = False) -> list[dict[str, Any]]:
+    """The sample phase's records with sampling.launcher: `work(cfg, examples)` in this process, or the
+    same work (training/worker.py) on contiguous shards of `examples` in child processes.
 
-    if run.engine_factory is not default_engine_factory:
+    cfg: the TrainConfig; items_hash: the hash the children check their reloaded items against;
+    custom_engine: `work` samples with an engine factory passed in code, which no child can rebuild.
+    """
+    sampling = cfg.sampling
+    _check_launcher(sampling.launcher, SAMPLE_LAUNCHERS, "sampling.launcher")
+    if sampling.launcher == "inprocess":
+        return work(cfg, list(examples))
+    if sampling.num_processes < 1:
+        raise ValueError(f"sampling.num_processes must be >= 1, got {sampling.num_processes}")
+    if custom_engine:
         raise ValueError("sampling.launcher=subprocess builds the engine from sampling.engine in each child; "
                          "an engine_factory passed in code cannot reach them (use launcher inprocess)")
     d = Path(iter_dir).resolve()
@@ -338,17 +343,16 @@ def sample(run: Any, model_dir: str, it: int, iter_dir: str | Path) -> list[dict
     if shards.exists():
         shutil.rmtree(shards)  # a killed run's partial shards are never merged
     shards.mkdir(parents=True)
-    n_shards = min(cfg.num_processes, len(run.examples))
-    job = {"config": to_dict(run.cfg), "model_dir": str(model_dir), "iteration": it,
-           "items_hash": run.items_hash, "ids": [ex.id for ex in run.examples], "num_shards": n_shards,
-           "progress": run.progress}
+    n_shards = min(sampling.num_processes, len(examples))
+    job = {"config": to_dict(cfg), "model_dir": str(model_dir), "iteration": it, "items_hash": items_hash,
+           "ids": [ex.id for ex in examples], "num_shards": n_shards, "progress": progress}
     write_json(d / SAMPLE_JOB, job, indent=None)
     running = []
     errors = []
     try:
         for i in range(n_shards):
-            extra = {"CUDA_VISIBLE_DEVICES": shard_gpus(i, cfg.gpus_per_process)} if cfg.gpus_per_process > 0 \
-                else {}
+            extra = {"CUDA_VISIBLE_DEVICES": shard_gpus(i, sampling.gpus_per_process)} \
+                if sampling.gpus_per_process > 0 else {}
             cmd = worker_command(["sample", "--dir", str(d), "--shard", str(i)])
             log = shards / f"shard_{i}.log"
             running.append((start_child(cmd, log, child_env(extra)), cmd, log, i))

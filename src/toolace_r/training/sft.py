@@ -304,3 +304,40 @@ def _finish_model_dir(trainer, tmp: Path, out: Path) -> None:
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)  # a model folder appears whole or not at all
+
+
+# --- tokens trained on ------------------------------------------------------------------------------
+
+def row_tokens(tokenizer: Any, row: dict[str, Any]) -> int:
+    """Tokens one training row puts through the model: prompt + completion (TRL adds nothing to a
+    completion that already ends with the template's end-of-turn token but EOS, counted here too)."""
+    prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+    completion = tokenizer(row["completion"], add_special_tokens=False)["input_ids"]
+    return len(prompt) + len(completion) + 1
+
+
+def training_tokens(run_dir: Path, summary: dict[str, Any], base_model: str, sft: Any) -> dict[str, Any]:
+    """Tokens the ToolACE-R run trained on: each iteration's corpus x the passes over it, summed
+    (`sft.epochs`, or with `sft.max_steps` the rows its steps drew)."""
+    from transformers import AutoTokenizer
+
+    from .corpus import read_corpus
+
+    tok = AutoTokenizer.from_pretrained(base_model)
+    per_iter = []
+    for m in summary["iterations"]:
+        d = run_dir / f"iter_{m['iteration']}"
+        if not (d / "train.json").exists() or not (d / "corpus.jsonl").exists():
+            continue
+        train = json.loads((d / "train.json").read_text(encoding="utf-8"))
+        if not train.get("steps"):
+            continue
+        rows = read_corpus(d / "corpus.jsonl")
+        if sft.max_steps and sft.max_steps > 0:
+            epochs = train["steps"] * sft.batch_size * sft.grad_accum / max(1, len(rows))
+        else:
+            epochs = float(sft.epochs)
+        n = sum(row_tokens(tok, r) for r in rows)
+        per_iter.append({"iteration": m["iteration"], "rows": len(rows), "corpus_tokens": n, "epochs": epochs,
+                         "tokens": round(n * epochs)})
+    return {"train_tokens": sum(p["tokens"] for p in per_iter), "per_iteration": per_iter}

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from toolace_r.config import from_dict
-from toolace_r.files import write_json
+from toolace_r.files import read_jsonl, write_json
 
 from . import launch
 
@@ -28,8 +28,7 @@ def run_train(iter_dir: Path) -> int:
 
     job = json.loads((iter_dir / launch.TRAIN_JOB).read_text(encoding="utf-8"))
     cfg = from_dict(SFTStageConfig, job["sft"], where=str(iter_dir / launch.TRAIN_JOB))
-    rows = [json.loads(line) for line in Path(job["corpus"]).read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    rows = read_jsonl(job["corpus"])
     result = sft.train_sft(job["model_dir"], rows, iter_dir, cfg, resume=job["resume"], progress=job["progress"])
     if sft.world_size() == 1 or sft.rank() == 0:
         write_json(iter_dir / launch.TRAIN_RESULT, result)
@@ -37,9 +36,11 @@ def run_train(iter_dir: Path) -> int:
 
 
 def run_sample(iter_dir: Path, shard: int) -> int:
+    from toolace_r.stages import hash_obj
+
     from . import difficulty
     from .config import TrainConfig
-    from .loop import TrainingRun, hash_obj, training_items
+    from .loop import sample_records, training_items
 
     job = json.loads((iter_dir / launch.SAMPLE_JOB).read_text(encoding="utf-8"))
     cfg = from_dict(TrainConfig, job["config"], where=str(iter_dir / launch.SAMPLE_JOB))
@@ -48,9 +49,9 @@ def run_sample(iter_dir: Path, shard: int) -> int:
         raise SystemExit(f"the training items loaded from {cfg.data.train!r} differ from the orchestrator's "
                          "(did the data change during the run?)")
     start, end = launch.shard_bounds(len(examples), shard, job["num_shards"])
-    run = TrainingRun(launch.shard_config(cfg, start), iter_dir.parent, resume=True)
-    run.examples, run.targets, run.progress = examples[start:end], targets, job["progress"]
-    records = run._sample(job["model_dir"], job["iteration"]) if end > start else []
+    records = sample_records(launch.shard_config(cfg, start), examples[start:end], model_dir=job["model_dir"],
+                             it=job["iteration"], targets=targets, engine_factory=difficulty.default_engine_factory,
+                             progress=job["progress"]) if end > start else []
     difficulty.write_samples(launch.shard_path(iter_dir / launch.SAMPLE_SHARDS, shard), records)
     return 0
 

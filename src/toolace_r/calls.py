@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from toolace_r import pythonic, pythonic_fast
+from toolace_r import pythonic, pythonic_fast, pythonic_render
 
 
 @dataclass
@@ -219,7 +219,7 @@ def _decode_pythonic(core: str) -> tuple[str, list[ToolCall]]:
 
 
 def _render_pythonic(calls: list[ToolCall]) -> str:
-    return pythonic.render([(c.name, c.arguments) for c in calls])
+    return pythonic_render.render([(c.name, c.arguments) for c in calls])
 
 
 register_format(CallFormat("pythonic", _looks_pythonic, _decode_pythonic, _render_pythonic))

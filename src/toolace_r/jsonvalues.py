@@ -8,6 +8,7 @@ later. These helpers say, without recursion and without converting, whether a va
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -133,3 +134,66 @@ def _plain_key(key: Any) -> str:
     if key is None or isinstance(key, (int, float, bool)):
         return json.dumps(key)  # non-finite floats as "NaN"/"Infinity", as json.dumps writes such keys
     return repr(key)
+
+
+def check_tool_bounds(tools: list[Any], max_depth: int, max_nodes: int, numbered: bool) -> None:
+    """ValueError unless every tool is JSON data within `max_depth` and, together, `max_nodes` values.
+
+    Iterative (one pass per nesting level), so that it is safe on any input; everything after it may
+    recurse on the schema. An already normalised tool (a dataclass) is walked through its fields.
+    """
+    nodes = 0
+    for i, tool in enumerate(tools):
+        label = f"tool {i}: " if numbered else ""
+        level, depth = [tool], 1
+        while level:
+            nodes += len(level)
+            if nodes > max_nodes:
+                raise ValueError(f"tools: more than {max_nodes} values in the tool schemas "
+                                 "(the limit for one tool list)")
+            below: list[Any] = []
+            for value in level:
+                kind = type(value)
+                if kind in _JSON_SCALARS:  # the common case first: this walk runs on every tool list
+                    continue
+                if kind is dict and set(map(type, value)) <= _STR_ONLY:
+                    below.extend(value.values())
+                elif kind is list:
+                    below.extend(value)
+                elif kind is int:
+                    if value.bit_length() > SAFE_INT_BITS and int_too_long(value):
+                        raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
+                    continue
+                else:
+                    children = _children(value, label)
+                    if children is None:
+                        continue
+                    below.extend(children)
+                if depth > max_depth:
+                    raise ValueError(f"{label}schema nested more than {max_depth} levels deep")
+            level, depth = below, depth + 1
+
+
+_JSON_SCALARS = frozenset({str, float, bool, type(None)})
+_STR_ONLY = {str}
+
+
+def _children(value: Any, label: str) -> list[Any] | None:
+    """What `check_tool_bounds` walks below a value of a less common type (a normalised tool, a tuple,
+    subclasses, non-string keys), None for a scalar; ValueError for what JSON cannot hold."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, dict):
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"{label}object keys must be strings, got {json_type(key)} {short(key, 40)}")
+        return list(value.values())
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        if int_too_long(value):
+            raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
+        return None
+    if isinstance(value, (str, float, bool)):
+        return None
+    raise ValueError(f"{label}a {type(value).__name__} value, which JSON cannot hold")

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolace_r.jsonvalues import SAFE_INT_BITS, int_too_long, json_type, max_int_digits, number_problem, short
+from toolace_r.jsonvalues import check_tool_bounds, json_type, number_problem, short
 
 BFCL_TYPES = ("string", "integer", "float", "boolean", "array", "tuple", "dict", "any")
 
@@ -106,7 +106,7 @@ def normalize_tool(obj: Any) -> Tool:
 
     ValueError for anything it cannot read, including a schema beyond the bounds above.
     """
-    _check_bounds([obj], numbered=False)
+    check_tool_bounds([obj], MAX_SCHEMA_DEPTH, MAX_SCHEMA_NODES, numbered=False)
     return _normalize_tool(obj)
 
 
@@ -149,7 +149,7 @@ def normalize_tools(tools: Any) -> list[Tool]:
         tools = [tools]
     if not isinstance(tools, list):
         raise ValueError(f"tools: expected a list of tool objects, got {json_type(tools)}")
-    _check_bounds(tools, numbered=True)
+    check_tool_bounds(tools, MAX_SCHEMA_DEPTH, MAX_SCHEMA_NODES, numbered=True)
     out = []
     for i, tool in enumerate(tools):
         try:
@@ -157,69 +157,6 @@ def normalize_tools(tools: Any) -> list[Tool]:
         except ValueError as exc:
             raise ValueError(f"tool {i}: {exc}") from None
     return out
-
-
-def _check_bounds(tools: list[Any], numbered: bool) -> None:
-    """ValueError unless every tool is JSON data within MAX_SCHEMA_DEPTH and, together, MAX_SCHEMA_NODES.
-
-    Iterative (one pass per nesting level), so that it is safe on any input; everything after it may
-    recurse on the schema.
-    """
-    nodes = 0
-    for i, tool in enumerate(tools):
-        label = f"tool {i}: " if numbered else ""
-        level, depth = [tool], 1
-        while level:
-            nodes += len(level)
-            if nodes > MAX_SCHEMA_NODES:
-                raise ValueError(f"tools: more than {MAX_SCHEMA_NODES} values in the tool schemas "
-                                 "(the limit for one tool list)")
-            below: list[Any] = []
-            for value in level:
-                kind = type(value)
-                if kind in _JSON_SCALARS:  # the common case first: this walk runs on every tool list
-                    continue
-                if kind is dict and set(map(type, value)) <= _STR_ONLY:
-                    below.extend(value.values())
-                elif kind is list:
-                    below.extend(value)
-                elif kind is int:
-                    if value.bit_length() > SAFE_INT_BITS and int_too_long(value):
-                        raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
-                    continue
-                else:
-                    children = _children(value, label)
-                    if children is None:
-                        continue
-                    below.extend(children)
-                if depth > MAX_SCHEMA_DEPTH:
-                    raise ValueError(f"{label}schema nested more than {MAX_SCHEMA_DEPTH} levels deep")
-            level, depth = below, depth + 1
-
-
-_JSON_SCALARS = frozenset({str, float, bool, type(None)})
-_STR_ONLY = {str}
-
-
-def _children(value: Any, label: str) -> list[Any] | None:
-    """What `_check_bounds` walks below a value of a less common type (a Tool, a tuple, subclasses,
-    non-string keys), None for a scalar; ValueError for what JSON cannot hold."""
-    if isinstance(value, Tool):
-        return [value.name, value.description, value.parameters]
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise ValueError(f"{label}object keys must be strings, got {json_type(key)} {short(key, 40)}")
-        return list(value.values())
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if int_too_long(value):
-            raise ValueError(f"{label}a number with more than {max_int_digits()} digits")
-        return None
-    if isinstance(value, (str, float, bool)):
-        return None
-    raise ValueError(f"{label}a {type(value).__name__} value, which JSON cannot hold")
 
 
 def _check_name(name: str, what: str) -> None:

@@ -70,7 +70,7 @@ class StreamOptions(_Open):
 Stop = Union[str, list[str], None]
 
 
-class _Sampling(_Open):
+class SamplingFields(_Open):
     model: str | None = None
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_p: float | None = Field(default=None, gt=0, le=1)
@@ -83,7 +83,7 @@ class _Sampling(_Open):
     top_k: int | None = Field(default=None, ge=0)  # a vLLM extension the openai engine sends
 
 
-class ChatCompletionRequest(_Sampling):
+class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolSpec] | None = None
     tool_choice: Union[Literal["none", "auto", "required"], NamedToolChoice, None] = None
@@ -96,7 +96,7 @@ class ChatCompletionRequest(_Sampling):
     max_rounds: int | None = Field(default=None, ge=0)
 
 
-class CompletionRequest(_Sampling):
+class CompletionRequest(SamplingFields):
     prompt: Union[str, list[str], list[int], list[list[int]]]
     echo: bool | None = None
     logprobs: int | None = None

@@ -25,7 +25,7 @@ from toolace_r.tools import Tool, normalize_tool
 
 from .config import ServeConfig
 from .errors import ApiError
-from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, NamedToolChoice, _Sampling
+from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, NamedToolChoice, SamplingFields
 
 # Prompt rendering for a conversation without tools (no tools given, or tool_choice "none"): the
 # ToolACE system prompt would ask for calls, so the system message holds only the client's own.
@@ -90,13 +90,13 @@ class ChatPlan:
     include_usage: bool
 
 
-def check_model(body: _Sampling, cfg: ServeConfig) -> None:
+def check_model(body: SamplingFields, cfg: ServeConfig) -> None:
     if body.model not in (None, "", cfg.served_model_name):
         raise ApiError(404, f"the model {body.model!r} does not exist; this server serves "
                             f"{cfg.served_model_name!r}", param="model", code="model_not_found")
 
 
-def sampling(body: _Sampling, cfg: ServeConfig, max_tokens: int | None, n: int = 1) -> SamplingParams:
+def sampling(body: SamplingFields, cfg: ServeConfig, max_tokens: int | None, n: int = 1) -> SamplingParams:
     """The request's sampling settings, bounded by the server's limits. Greedy unless asked otherwise."""
     if max_tokens is not None and max_tokens > cfg.max_tokens_cap:
         raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {cfg.max_tokens_cap}",

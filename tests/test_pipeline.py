@@ -18,7 +18,7 @@ from toolace_r.engines.base import Completion
 from toolace_r.data.select import benchmark_slice
 from toolace_r.pipeline import PipelineConfig, run_pipeline
 from toolace_r.pipeline.report import sign_test
-from toolace_r.pipeline.run import control_corpus
+from toolace_r.pipeline.control import control_corpus
 from toolace_r.training.sft import row_tokens
 from toolace_r.training.difficulty import gold_target
 

@@ -256,7 +256,7 @@ def test_window_policy_in_the_loop(tiny_model_dir, data, tmp_path):
 
 
 def test_train_limit_takes_items_round_robin_over_categories(data):
-    from toolace_r.training.loop import load_items
+    from toolace_r.training.items import load_items
 
     examples, targets, skipped = load_items(f"jsonl:{data}", 3, "no", None)
     assert len({e.category for e in examples}) == 3 and skipped == 0

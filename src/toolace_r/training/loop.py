@@ -27,6 +27,8 @@ from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerpr
 from . import corpus as corpus_mod
 from . import difficulty, launch, selection
 from .config import TrainConfig
+from .items import load_items, training_items
+from .summary import format_metrics, plot_summary
 
 PHASES = ("sample", "select", "corpus", "train", "eval")
 
@@ -82,71 +84,6 @@ def sample_records(cfg: TrainConfig, examples: list, *, model_dir: str, it: int,
     finally:
         engine.close()
     return records
-
-
-# --- data ------------------------------------------------------------------------------------------
-
-def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str | None,
-               max_prompt_tokens: int | None = None, tokenizer: Any = None,
-               prompt_cfg: Any = None) -> tuple[list, dict, int]:
-    """Trainable examples (round-robin over categories up to `limit`), their gold targets, and how many
-    were skipped: no single right answer (any_call, unscored), or, with `max_prompt_tokens`, a prompt
-    longer than that under `tokenizer` (what keeps a CPU run's cost bounded)."""
-    from toolace_r.data import load
-
-    if max_prompt_tokens is not None and tokenizer is None:
-        raise ValueError("data.max_prompt_tokens needs the model's tokenizer")
-    options = {"data_dir": data_dir} if data_dir else {}
-    examples = load(source, skip_invalid=True, **options)
-    kept, targets, skipped = [], {}, 0
-    for ex in examples:
-        target = difficulty.gold_target(ex, no_call_text)
-        if target is None or (max_prompt_tokens is not None and
-                              _prompt_tokens(tokenizer, ex, prompt_cfg) > max_prompt_tokens):
-            skipped += 1
-            continue
-        kept.append(ex)
-        targets[ex.id] = target
-    if limit is not None and len(kept) > limit:
-        kept = _round_robin(kept, limit)
-        targets = {ex.id: targets[ex.id] for ex in kept}
-    return kept, targets, skipped
-
-
-def training_items(cfg: TrainConfig) -> tuple[list, dict, int]:
-    """The training pool of `cfg` (data.train, train_limit, max_prompt_tokens), as `load_items` returns it.
-    Every process that needs the pool (sampling workers, the pipeline's control arm) goes through here."""
-    d = cfg.data
-    length: dict[str, Any] = {}
-    if d.max_prompt_tokens is not None:
-        from transformers import AutoTokenizer
-
-        from toolace_r.models import local_model_dir
-
-        length = {"max_prompt_tokens": d.max_prompt_tokens, "prompt_cfg": cfg.prompt,
-                  "tokenizer": AutoTokenizer.from_pretrained(local_model_dir(cfg.model))}
-    return load_items(d.train, d.train_limit, d.no_call_text, d.data_dir, **length)
-
-
-def _prompt_tokens(tokenizer: Any, example: Any, prompt_cfg: Any) -> int:
-    from toolace_r.prompts import render_example
-
-    return len(tokenizer(render_example(tokenizer, example, cfg=prompt_cfg), add_special_tokens=False)["input_ids"])
-
-
-def _round_robin(examples: list, limit: int) -> list:
-    by_cat: dict[str, list] = {}
-    for ex in examples:
-        by_cat.setdefault(ex.category, []).append(ex)
-    queues = list(by_cat.values())
-    out: list = []
-    i = 0
-    while len(out) < limit:
-        q = queues[i % len(queues)]
-        if q:
-            out.append(q.pop(0))
-        i += 1
-    return out
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -307,45 +244,3 @@ def run_training(cfg: TrainConfig, output_dir: str | Path | None = None, resume:
                  echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or with `resume`, continue) the iterative training described by `cfg`; returns the summary."""
     return TrainingRun(cfg, output_dir, resume, engine_factory, echo).run()
-
-
-def format_metrics(m: dict[str, Any]) -> str:
-    """One iteration's summary as a few readable lines."""
-    lines = [f"iteration {m['iteration']}: items {m['items']}, mean solve rate {m['mean_solve_rate']:.3f}, "
-             f"selected {m['selected']} (+{m['growth']}), warm-up {m['warmup']}, trained on {m['train_items']}"]
-    lines.append(f"  solve-rate histogram: {m['solve_rate_hist']}")
-    lines.append(f"  train items by group: {m['train_by_group']}")
-    if "corpus" in m:
-        loss = m.get("train_loss")
-        lines.append(f"  corpus {m['corpus']}, steps {m.get('train_steps')}, "
-                     f"loss {'-' if loss is None else f'{loss:.4f}'}")
-    if "eval" in m:
-        lines.append(f"  held-out accuracy: {m['eval']:.3f}")
-    if "stopped" in m:
-        lines.append(f"  stop: {m['stopped']}")
-    return "\n".join(lines)
-
-
-def plot_summary(summary: dict[str, Any], path: str | Path) -> None:
-    """Per-iteration figures as one PNG: selection size, mean solve rate, training loss, held-out accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    its = summary["iterations"]
-    x = [m["iteration"] for m in its]
-    panels = [("selected items", [m["selected"] for m in its]),
-              ("mean solve rate", [m["mean_solve_rate"] for m in its]),
-              ("training loss", [m.get("train_loss") for m in its]),
-              ("held-out accuracy", [m.get("eval") for m in its])]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
-    for ax, (title, ys) in zip(axes, panels):
-        points = [(a, b) for a, b in zip(x, ys) if b is not None]
-        if points:
-            ax.plot(*zip(*points), marker="o")
-        ax.set_title(title)
-        ax.set_xlabel("iteration")
-    fig.tight_layout()
-    fig.savefig(path, dpi=80)
-    plt.close(fig)

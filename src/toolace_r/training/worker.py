@@ -40,7 +40,8 @@ def run_sample(iter_dir: Path, shard: int) -> int:
 
     from . import difficulty
     from .config import TrainConfig
-    from .loop import sample_records, training_items
+    from .items import training_items
+    from .loop import sample_records
 
     job = json.loads((iter_dir / launch.SAMPLE_JOB).read_text(encoding="utf-8"))
     cfg = from_dict(TrainConfig, job["config"], where=str(iter_dir / launch.SAMPLE_JOB))

@@ -1,0 +1,72 @@
+"""The training pool: examples from a data source with one gold target each, optionally bounded by
+prompt length and taken round-robin across categories, so a small limit still covers every group.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import difficulty
+from .config import TrainConfig
+
+
+def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str | None,
+               max_prompt_tokens: int | None = None, tokenizer: Any = None,
+               prompt_cfg: Any = None) -> tuple[list, dict, int]:
+    """Trainable examples (round-robin over categories up to `limit`), their gold targets, and how many
+    were skipped: no single right answer (any_call, unscored), or, with `max_prompt_tokens`, a prompt
+    longer than that under `tokenizer` (what keeps a CPU run's cost bounded)."""
+    from toolace_r.data import load
+
+    if max_prompt_tokens is not None and tokenizer is None:
+        raise ValueError("data.max_prompt_tokens needs the model's tokenizer")
+    options = {"data_dir": data_dir} if data_dir else {}
+    examples = load(source, skip_invalid=True, **options)
+    kept, targets, skipped = [], {}, 0
+    for ex in examples:
+        target = difficulty.gold_target(ex, no_call_text)
+        if target is None or (max_prompt_tokens is not None and
+                              _prompt_tokens(tokenizer, ex, prompt_cfg) > max_prompt_tokens):
+            skipped += 1
+            continue
+        kept.append(ex)
+        targets[ex.id] = target
+    if limit is not None and len(kept) > limit:
+        kept = _round_robin(kept, limit)
+        targets = {ex.id: targets[ex.id] for ex in kept}
+    return kept, targets, skipped
+
+
+def training_items(cfg: TrainConfig) -> tuple[list, dict, int]:
+    """The training pool of `cfg` (data.train, train_limit, max_prompt_tokens), as `load_items` returns it.
+    Every process that needs the pool (sampling workers, the pipeline's control arm) goes through here."""
+    d = cfg.data
+    length: dict[str, Any] = {}
+    if d.max_prompt_tokens is not None:
+        from transformers import AutoTokenizer
+
+        from toolace_r.models import local_model_dir
+
+        length = {"max_prompt_tokens": d.max_prompt_tokens, "prompt_cfg": cfg.prompt,
+                  "tokenizer": AutoTokenizer.from_pretrained(local_model_dir(cfg.model))}
+    return load_items(d.train, d.train_limit, d.no_call_text, d.data_dir, **length)
+
+
+def _prompt_tokens(tokenizer: Any, example: Any, prompt_cfg: Any) -> int:
+    from toolace_r.prompts import render_example
+
+    return len(tokenizer(render_example(tokenizer, example, cfg=prompt_cfg), add_special_tokens=False)["input_ids"])
+
+
+def _round_robin(examples: list, limit: int) -> list:
+    by_cat: dict[str, list] = {}
+    for ex in examples:
+        by_cat.setdefault(ex.category, []).append(ex)
+    queues = list(by_cat.values())
+    out: list = []
+    i = 0
+    while len(out) < limit:
+        q = queues[i % len(queues)]
+        if q:
+            out.append(q.pop(0))
+        i += 1
+    return out

@@ -153,6 +153,22 @@ class Engine:
         self.close()
 
 
+class WrappedEngine(Engine):
+    """An engine that adds behaviour around `inner` (batching, error mapping): prompts are rendered
+    and bounded as for the inner engine, so its tokenizer and context limit are the inner one's."""
+
+    def __init__(self, inner: Engine) -> None:
+        self.inner = inner
+
+    @property
+    def tokenizer(self) -> Any:  # type: ignore[override]
+        return self.inner.tokenizer
+
+    @property
+    def max_context(self) -> int | None:  # type: ignore[override]
+        return self.inner.max_context
+
+
 def continue_request(
     request: GenerationRequest,
     completion: Completion,

@@ -25,7 +25,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 
-from toolace_r.engines.base import Engine, EngineError
+from toolace_r.engines.base import Engine, EngineError, WrappedEngine
 from toolace_r.refine import refine
 
 from .batching import BatchingEngine
@@ -68,22 +68,13 @@ class _State:
             raise ApiError(502, f"generation failed: {exc}") from exc
 
 
-class _PromptChecks(Engine):
+class _PromptChecks(WrappedEngine):
     """The engine as the routes call it: a ValueError from `generate` is the engine refusing a prompt
     (longer than the model's context, say), answered 400; everything else is the wrapped engine's."""
 
     def __init__(self, inner: Engine) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.name = inner.name
-
-    # Engine declares these two with defaults, so __getattr__ would never be asked for them.
-    @property
-    def tokenizer(self) -> Any:
-        return self.inner.tokenizer
-
-    @property
-    def max_context(self) -> int | None:
-        return self.inner.max_context
 
     def __getattr__(self, name: str) -> Any:  # anything else of the wrapped engine's
         if name == "inner":  # not set yet: no recursion

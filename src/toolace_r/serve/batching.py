@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from toolace_r.engines.base import Engine, GenerationRequest, GenerationResult
+from toolace_r.engines.base import Engine, GenerationRequest, GenerationResult, WrappedEngine
 
 
 @dataclass
@@ -47,14 +47,14 @@ class BatchStats:
                 "largest_batch": self.largest_batch, "mean_batch": round(self.mean_batch, 3)}
 
 
-class BatchingEngine(Engine):
+class BatchingEngine(WrappedEngine):
     """An Engine that funnels concurrent `generate()` calls into batched calls of `inner`."""
 
     def __init__(self, inner: Engine, max_batch: int = 16, max_wait_ms: float = 10.0, *,
                  close_inner: bool = True) -> None:
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be >= 1 and max_wait_ms >= 0")
-        self.inner = inner
+        super().__init__(inner)
         self.close_inner = close_inner
         self.name = f"batching({inner.name})"
         self.max_batch = max_batch
@@ -65,15 +65,6 @@ class BatchingEngine(Engine):
         self._closed = False
         self._thread = threading.Thread(target=self._dispatch, name="toolace-r-batcher", daemon=True)
         self._thread.start()
-
-    # The refine loop renders with the engine's tokenizer and checks its context length.
-    @property
-    def tokenizer(self) -> Any:
-        return self.inner.tokenizer
-
-    @property
-    def max_context(self) -> int | None:
-        return self.inner.max_context
 
     def generate(self, requests: Sequence[GenerationRequest], progress: bool = False) -> list[GenerationResult]:
         if not requests:

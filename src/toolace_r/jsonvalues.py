@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import sys
 from typing import Any, Iterable
 
@@ -89,6 +90,23 @@ def json_problem(value: Any, max_depth: int, *, only_depth: bool = False) -> str
                     return f"a {type(v).__name__} value, which JSON cannot hold"
         level, depth = below, depth + 1
     return None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def replace_surrogates(value: Any) -> Any:
+    """`value` with lone surrogates replaced by U+FFFD in every string, dict keys included (a str from
+    JSON holds no valid pairs: json.loads joins them into one character). They are valid as JSON
+    escapes but no tokenizer or UTF-8 request body can encode them; U+FFFD is what a UTF-8 decoder
+    puts for bytes it cannot read. Recursive: callers bound the nesting first."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, dict):
+        return {replace_surrogates(k): replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [replace_surrogates(v) for v in value]
+    return value
 
 
 def json_type(value: Any) -> str:

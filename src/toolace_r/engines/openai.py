@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from toolace_r.files import dumps
+from toolace_r.jsonvalues import replace_surrogates
 from toolace_r.progress import progress_bar
 
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult
@@ -150,7 +150,7 @@ class OpenAIEngine(Engine):
         if use_chat:
             if request.messages is None:
                 raise ValueError("the chat API needs request.messages")
-            kwargs = dict(common, messages=_clean(request.messages))
+            kwargs = dict(common, messages=replace_surrogates(request.messages))
             if request.tools:
                 kwargs["tools"] = [_openai_tool(t) for t in request.tools]
             raw = self.client.chat.completions.with_raw_response.create(**kwargs)
@@ -158,7 +158,7 @@ class OpenAIEngine(Engine):
         else:
             if not has_prompt:
                 raise ValueError("the completions API needs request.prompt or request.prompt_ids")
-            prompt = request.prompt_ids if request.prompt_ids is not None else _clean(request.prompt)
+            prompt = request.prompt_ids if request.prompt_ids is not None else replace_surrogates(request.prompt)
             raw = self.client.completions.with_raw_response.create(prompt=prompt, **common)
             what = "completion"
         reply = _reply_json(raw, self.config.base_url, what)
@@ -208,21 +208,6 @@ class OpenAIEngine(Engine):
         return wait * (0.5 + random.random() / 2)  # jitter, so parallel workers do not retry in step
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(value: Any) -> Any:
-    """Strings (in lists and dicts too) with lone surrogates replaced by U+FFFD; a str holds no
-    valid pairs, json.loads joins them into one character."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    return value
-
-
 def _reply_json(raw: Any, base_url: str, what: str) -> dict[str, Any]:
     """The JSON object of a successful reply; anything else is the upstream's fault (EngineError)."""
     where = f"the {what} from {base_url}"
@@ -258,7 +243,7 @@ def _reply_texts(reply: dict[str, Any], *, chat: bool, where: str) -> list[tuple
             text = choice.get("text")
             if not isinstance(text, str):
                 raise EngineError(f"{where}: choices[{k}].text is not a string (got {_json_kind(text)})")
-        out.append((index, _clean(text), reason))
+        out.append((index, replace_surrogates(text), reason))
     return out
 
 

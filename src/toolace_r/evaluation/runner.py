@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from toolace_r.calls import MAX_DEPTH, ParseResult, ToolCall
 from toolace_r.evaluation.checker import check
 from toolace_r.files import dumps
+from toolace_r.jsonvalues import json_problem
 from toolace_r.jsonvalues import plain
 
 @dataclass
@@ -194,23 +195,11 @@ def _call(item: Any, where: str) -> ToolCall | ParseResult:
                                                     "a number or too deep)")
     if not isinstance(args, dict):
         return ParseResult(format="json", error=f"arguments of {name!r} are {type(args).__name__}, not an object")
-    if _depth(args) > MAX_DEPTH:  # the same bound as for parsed answers: the checker never recurses past it
+    # The same bound as for parsed answers: the checker never recurses past it.
+    if json_problem(args, MAX_DEPTH, only_depth=True):
         return ParseResult(format="json", error=f"arguments of {name!r} nested deeper than {MAX_DEPTH} levels")
     return ToolCall(name, args)
 
-
-def _depth(value: Any) -> int:
-    """Nesting depth of lists and dicts, without recursion."""
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        v, d = stack.pop()
-        if isinstance(v, dict):
-            v = list(v.values())
-        if isinstance(v, list):
-            deepest = max(deepest, d)
-            if d <= MAX_DEPTH:  # deeper is already too deep: stop walking
-                stack.extend((x, d + 1) for x in v)
-    return deepest
 
 
 # --- scoring ------------------------------------------------------------------------------------

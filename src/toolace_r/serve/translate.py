@@ -13,7 +13,6 @@ U+FFFD in everything the model is shown, as a UTF-8 decoder does with invalid by
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,7 +20,8 @@ from toolace_r.calls import MAX_DEPTH, ToolCall, json_depth, render
 from toolace_r.engines.base import GenerationRequest, SamplingParams
 from toolace_r.prompts import PromptConfig
 from toolace_r.refine import RefineConfig, get_policy
-from toolace_r.tools import Tool, normalize_tool
+from toolace_r.jsonvalues import json_problem, replace_surrogates
+from toolace_r.tools import MAX_SCHEMA_DEPTH, Tool, normalize_tool
 
 from .config import ServeConfig
 from .errors import ApiError
@@ -33,50 +33,7 @@ PLAIN_CHAT = PromptConfig(system_prompt="", tools_block="", system_join="", tool
 
 MAX_STOP = 4  # as OpenAI
 
-# JSON nesting of one tool's `parameters` (objects and arrays, any keys, $defs included): far above
-# what the property checks below accept (16 levels of properties, two JSON levels each), and far
-# below what the recursive code downstream (copying, prompt rendering) can take.
-MAX_SCHEMA_DEPTH = 64
-
 MAX_TOKEN_ID = 2**31  # token ids are int32 in every engine; the vocabulary, when known, is tighter
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean_text(text: str) -> str:
-    """`text` with lone surrogates replaced by U+FFFD (a str from JSON holds no valid pairs: they
-    are decoded into one character)."""
-    return _SURROGATE.sub("\ufffd", text) if _SURROGATE.search(text) else text
-
-
-def _clean(value: Any) -> Any:
-    """A copy of a JSON value with every string (keys too) passed through `clean_text`. Recursive:
-    callers bound the nesting first."""
-    if isinstance(value, str):
-        return clean_text(value)
-    if isinstance(value, dict):
-        return {_clean(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clean(v) for v in value]
-    return value
-
-
-def too_deep(value: Any, limit: int) -> bool:
-    """Whether a JSON value nests objects/arrays more than `limit` levels; without recursion."""
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: Any = node.values()
-        elif isinstance(node, list):
-            children = node
-        else:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
-
 
 @dataclass
 class ChatPlan:
@@ -101,7 +58,7 @@ def sampling(body: SamplingFields, cfg: ServeConfig, max_tokens: int | None, n: 
     if max_tokens is not None and max_tokens > cfg.max_tokens_cap:
         raise ApiError(400, f"max_tokens is {max_tokens}; this server allows at most {cfg.max_tokens_cap}",
                        param="max_tokens")
-    stop = [clean_text(body.stop)] if isinstance(body.stop, str) else [clean_text(s) for s in body.stop or []]
+    stop = replace_surrogates([body.stop] if isinstance(body.stop, str) else list(body.stop or []))
     if len(stop) > MAX_STOP or any(not s for s in stop):
         raise ApiError(400, f"stop takes at most {MAX_STOP} non-empty strings", param="stop")
     return SamplingParams(n=n, temperature=body.temperature or 0.0, top_p=body.top_p or 1.0,
@@ -149,9 +106,9 @@ def offered_tools(body: ChatCompletionRequest, cfg: ServeConfig) -> list[Tool]:
             # Only the fields a prompt shows: extra fields a client adds are never walked.
             shown: dict[str, Any] = {"name": function.name}
             if function.description is not None:
-                shown["description"] = clean_text(function.description)
+                shown["description"] = replace_surrogates(function.description)
             if function.parameters is not None:
-                shown["parameters"] = _clean(function.parameters)
+                shown["parameters"] = replace_surrogates(function.parameters)
             tools.append(normalize_tool({"type": "function", "function": shown}))
         except (ValueError, TypeError, RecursionError) as exc:
             # normalize_tool refuses what it cannot read with a ValueError; the others are a
@@ -182,7 +139,8 @@ def check_parameters(schema: Any, where: str) -> None:
     """A client's `parameters` must be a JSON Schema object (the datasets' looser shapes are not API input)."""
     if not isinstance(schema, dict):
         raise ValueError(f"{where}: expected a JSON Schema object")
-    if too_deep(schema, MAX_SCHEMA_DEPTH):
+    # Bounded before anything recursive touches it; the same bound as every tool schema (tools.py).
+    if json_problem(schema, MAX_SCHEMA_DEPTH, only_depth=True):
         raise ValueError(f"{where}: nested deeper than {MAX_SCHEMA_DEPTH} levels of objects and arrays")
     if schema.get("type", "object") != "object":
         raise ValueError(f"{where}: the type must be \"object\", got {schema.get('type')!r}")
@@ -253,7 +211,7 @@ def _message(m: ChatMessage, index: int) -> dict[str, Any]:
         content = "".join(texts)
     else:
         content = m.content or ""
-    content = clean_text(content)
+    content = replace_surrogates(content)
     role = "system" if m.role == "developer" else m.role
     if m.tool_calls:
         if role != "assistant":
@@ -280,7 +238,7 @@ def _past_call(name: str, raw_arguments: str | None, where: str) -> ToolCall:
         raise ApiError(400, f"{where}.arguments: not valid JSON ({exc})", param="messages") from None
     if not isinstance(arguments, dict):
         raise ApiError(400, f"{where}.arguments: must be a JSON object", param="messages")
-    call = ToolCall(clean_text(name), _clean(arguments))
+    call = ToolCall(replace_surrogates(name), replace_surrogates(arguments))
     try:
         render([call], "pythonic")
     except (ValueError, TypeError, RecursionError) as exc:  # names pythonic syntax cannot write
@@ -315,7 +273,7 @@ def completion_requests(body: CompletionRequest, cfg: ServeConfig, vocab_size: i
     out = []
     for p in prompts:
         if isinstance(p, str):
-            out.append(GenerationRequest(prompt=clean_text(p), params=params))
+            out.append(GenerationRequest(prompt=replace_surrogates(p), params=params))
             continue
         # Without a tokenizer here (an upstream renders) the vocabulary is unknown: ids are still
         # bounded, so that no integer the upstream cannot take is forwarded.

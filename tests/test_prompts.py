@@ -10,12 +10,12 @@ from toolace_r.prompts import (
     DEFAULT_REFINE_INSTRUCTION,
     TOOLACE_SYSTEM_PROMPT,
     PromptConfig,
+    answer_format,
     build_messages,
     refine_suffix,
     render_example,
     render_pair,
     render_prompt,
-    template_uses_tools,
     tool_schema,
     tools_json,
 )
@@ -185,16 +185,16 @@ def test_render_pair_refuses_template_that_rewrites_the_prompt(chatml_tokenizer)
         render_pair(chatml_tokenizer, TOOLS, QUESTION, ANSWER_1)
 
 
-def test_tools_go_to_a_template_that_reads_them(chatml_tokenizer):
-    assert not template_uses_tools(chatml_tokenizer)
+def test_a_template_with_a_tools_section_but_no_tool_calls_stays_pythonic(chatml_tokenizer):
+    # Reading `tools` is not enough for native answers: the template must render tool_calls too.
     chatml_tokenizer.chat_template = TOOLS_TEMPLATE
-    assert template_uses_tools(chatml_tokenizer)
+    assert answer_format(chatml_tokenizer).name == "pythonic"
     auto = render_prompt(chatml_tokenizer, TOOLS, QUESTION)
-    assert auto.startswith(f"<|im_start|>system\n{TOOLACE_SYSTEM_PROMPT}\n<tools>\nget_weather\nmath.factorial\n"
-                           "</tools><|im_end|>\n")
-    assert tools_json(TOOLS) not in auto
-    forced = render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=PromptConfig(tools_in="system"))
-    assert tools_json(TOOLS) in forced and "<tools>" not in forced
+    assert tools_json(TOOLS) in auto and "<tools>" not in auto  # one instruction, one tool list
+    with pytest.raises(ValueError, match="does not render an assistant message's tool_calls"):
+        render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=PromptConfig(answer_format="native"))
+    with pytest.raises(ValueError, match="prompt.tools_in: auto"):
+        render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=PromptConfig(tools_in="template"))
 
 
 def test_template_kwargs_reach_the_template(chatml_tokenizer):

@@ -23,6 +23,9 @@ def add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-rounds", type=int, default=3, help="default cap on refinement rounds (default 3)")
     p.add_argument("--max-rounds-cap", type=int, default=3, help="most rounds a request may ask for (default 3)")
     p.add_argument("--guard", default="off", choices=["off", "error", "call"], help="the refine loop's guard")
+    p.add_argument("--answer-format", default="auto", choices=["auto", "pythonic", "native"],
+                   help="the format the model was trained to answer in (default auto: the chat template's "
+                        "own tool calls when it renders them, else pythonic)")
     p.add_argument("--upstream", default=None, metavar="URL",
                    help="generate on this OpenAI-compatible server (e.g. http://127.0.0.1:8001/v1); refine here")
     p.add_argument("--upstream-model", default=None, help="the upstream's model id (default: its first)")
@@ -62,6 +65,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     cfg = ServeConfig(
         served_model_name=name, api_key=args.api_key or os.environ.get(API_KEY_ENV) or None,
         refine=args.refine, max_rounds=args.max_rounds, max_rounds_cap=args.max_rounds_cap, guard=args.guard,
+        answer_format=args.answer_format,
         default_max_tokens=args.max_tokens, max_tokens_cap=args.max_tokens_cap, max_body_bytes=args.max_body_bytes,
         max_tools=args.max_tools, max_messages=args.max_messages, max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms, max_connections=args.max_connections,

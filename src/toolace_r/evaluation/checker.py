@@ -252,10 +252,16 @@ def _decode(text: str) -> ParseResult:
     return _decoder(text)
 
 
-def _as_calls(result: ParseResult | str | list[ToolCall]) -> tuple[list[ToolCall] | None, str | None]:
+def _as_calls(result: ParseResult | str | list[ToolCall], fmt: str | None = None
+              ) -> tuple[list[ToolCall] | None, str | None]:
     """(calls, decode error): calls None when the answer is not a call list."""
     if isinstance(result, str):
-        result = _decode(result)
+        if fmt is None or fmt == "pythonic":
+            result = _decode(result)
+        else:
+            from toolace_r.calls import parse
+
+            result = parse(result, fmt)
     if isinstance(result, ParseResult):
         if result.error is not None or result.calls is None:
             return None, result.error or "not a call list"
@@ -267,11 +273,15 @@ def _as_calls(result: ParseResult | str | list[ToolCall]) -> tuple[list[ToolCall
 
 # --- the checks -----------------------------------------------------------------------------------
 
-def check(example: Any, result: ParseResult | str | list[ToolCall]) -> Verdict:
-    """Score one answer for `example` with BFCL's semantics (see the module docstring)."""
+def check(example: Any, result: ParseResult | str | list[ToolCall], fmt: str | None = None) -> Verdict:
+    """Score one answer for `example` with BFCL's semantics (see the module docstring).
+
+    fmt: how answer text is decoded. None (or "pythonic"): BFCL's prompt-mode decoder. A `calls` format
+    name ("hermes", "json"): that parser, as BFCL's function-calling handlers read a model's native
+    tool calls before the same checks."""
     hit = _CACHE.get(id(example))
     prep = hit[1] if hit is not None and hit[0] is example else _prepared(example)
-    calls, decode_error = _as_calls(result)
+    calls, decode_error = _as_calls(result, fmt)
     ast_check = prep.ast_check
     if ast_check is not None:  # the common case first
         if calls is None:

@@ -26,20 +26,22 @@ from toolace_r.evaluation.runner import CategoryScore, aggregate
 ALL = "all"  # the key of the pooled entry beside the categories
 
 
-def round_verdicts(example: Any, trace: Any) -> list[bool | None]:
-    """Right or wrong after each round the item ran (None: the example cannot be scored)."""
+def round_verdicts(example: Any, trace: Any, fmt: str | None = None) -> list[bool | None]:
+    """Right or wrong after each round the item ran (None: the example cannot be scored).
+    fmt: how answers decode (`check`); None for pythonic runs."""
     out: list[bool | None] = []
     for rnd in trace.rounds:
         if out and rnd.answer == trace.rounds[rnd.index - 1].answer:
             out.append(out[-1])  # unchanged answer: same verdict, no need to check again
             continue
-        verdict = check(example, rnd.answer)
+        verdict = check(example, rnd.answer, fmt)
         out.append(None if verdict.error_type == "unscored" else verdict.valid)
     return out
 
 
-def round_metrics(examples: Sequence[Any], traces: Sequence[Any]) -> dict[str, Any]:
-    """Per-round accuracy and cost, per category and over all items (see the module docstring)."""
+def round_metrics(examples: Sequence[Any], traces: Sequence[Any], fmt: str | None = None) -> dict[str, Any]:
+    """Per-round accuracy and cost, per category and over all items (see the module docstring).
+    fmt: how answers decode (`check`): None for pythonic runs, the native parser otherwise."""
     by_id = {t.id: t for t in traces}
     missing = [ex.id for ex in examples if ex.id not in by_id]
     if missing:
@@ -48,7 +50,7 @@ def round_metrics(examples: Sequence[Any], traces: Sequence[Any]) -> dict[str, A
     groups: dict[str, list[tuple[Any, list[bool | None]]]] = {}
     for ex in examples:
         trace = by_id[ex.id]
-        verdicts = round_verdicts(ex, trace)
+        verdicts = round_verdicts(ex, trace, fmt)
         if verdicts[0] is None:
             continue  # unscored: left out of every figure, as evaluate_predictions does
         row = (trace, verdicts)
@@ -235,10 +237,13 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
 
     out = Path(out_dir)
     refine_config = result.config.to_dict()
-    config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config}
-    scored = evaluate_predictions(examples, {t.id: t.final for t in result.traces})
+    # Native answers are decoded with the parser the run used, pythonic ones with BFCL's decoder.
+    fmt = result.parse_format if result.answer_format == "native" else None
+    config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config,
+              "answer_format": result.answer_format, "parse_format": fmt or "bfcl"}
+    scored = evaluate_predictions(examples, {t.id: t.final for t in result.traces}, fmt)
     scored.benchmark = benchmark
-    rounds = round_metrics(examples, result.traces)
+    rounds = round_metrics(examples, result.traces, fmt)
     rounds["policy"] = refine_config["policy"]
     rounds["max_rounds"] = refine_config["max_rounds"]
     rounds["guard"] = refine_config["guard"]

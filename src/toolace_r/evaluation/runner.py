@@ -204,8 +204,9 @@ def _call(item: Any, where: str) -> ToolCall | ParseResult:
 
 # --- scoring ------------------------------------------------------------------------------------
 
-def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -> EvalResult:
-    """Score every example with its prediction (text, ToolCall list or ParseResult) by `check`."""
+def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any], fmt: str | None = None) -> EvalResult:
+    """Score every example with its prediction (text, ToolCall list or ParseResult) by `check`;
+    fmt: how text predictions decode (None: BFCL's prompt-mode decoder; "hermes", "json": native calls)."""
     items: list[ItemResult] = []
     categories: dict[str, CategoryScore] = {}
     missing, unscored, seen = [], [], set()
@@ -219,7 +220,7 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any]) -
             score.errors["missing_prediction"] += 1
             items.append(ItemResult(ex.id, ex.category, False, "missing_prediction", "no prediction for this id"))
             continue
-        verdict = check(ex, predictions[ex.id])
+        verdict = check(ex, predictions[ex.id], fmt)
         calls = None if verdict.calls is None else [plain(c.to_dict()) for c in verdict.calls]
         items.append(ItemResult(ex.id, ex.category, verdict.valid, verdict.error_type, verdict.error,
                                 verdict.bfcl_error_type, calls))

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from toolace_r.calls import ParseResult, parse
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
 from toolace_r.progress import progress_bar
-from toolace_r.prompts import build_messages, render_prompt
+from toolace_r.prompts import answer_format, build_messages, render_prompt
 from toolace_r.refine.config import RefineConfig
 from toolace_r.refine.traces import RefineResult, Round, Trace
 from toolace_r.schema_check import answer_problems
@@ -68,7 +68,8 @@ def refine(
     finally:
         if bar is not None:
             bar.close()
-    return RefineResult(traces, cfg, loop.round_seconds, time.perf_counter() - start)
+    return RefineResult(traces, cfg, loop.round_seconds, time.perf_counter() - start, loop.fmt.name,
+                        loop.parse_format)
 
 
 class _Loop:
@@ -76,6 +77,11 @@ class _Loop:
 
     def __init__(self, engine: Engine, cfg: RefineConfig, tokenizer: Any) -> None:
         self.engine, self.cfg, self.tokenizer = engine, cfg, tokenizer
+        # Answers parse as the run's answer format writes them (RefineConfig.parse_format "auto": native
+        # answers with the parser the template's own calls need, pythonic ones with any known format).
+        self.fmt = answer_format(tokenizer, cfg.prompt)
+        self.parse_format = (self.fmt.parser if self.fmt.native else "auto") if cfg.parse_format == "auto" \
+            else cfg.parse_format
         self.policy = cfg.stop_policy
         self.cap = self.policy.refinements(cfg.max_rounds)
         self.round_seconds: list[float] = []
@@ -130,7 +136,8 @@ class _Loop:
     def _request(self, conv: Conversation, rounds: list[Round], params: SamplingParams) -> GenerationRequest:
         if self.tokenizer is None:  # a chat-only endpoint renders the conversation itself
             return GenerationRequest(messages=build_messages(conv.tools, conv.messages, [x.answer for x in rounds],
-                                                             self.cfg.prompt, feedback=self.policy.notes(rounds)),
+                                                             self.cfg.prompt, fmt=self.fmt,
+                                                             feedback=self.policy.notes(rounds)),
                                      params=params)
         return GenerationRequest(prompt=self._prompt(conv, rounds), params=params)
 
@@ -155,12 +162,12 @@ class _Loop:
 
     def _make_round(self, r: int, text: str, previous: Round | None, usage: dict, finish: str | None,
                     tools: Sequence[Any]) -> Round:
-        parsed = parse(text, self.cfg.parse_format)
+        parsed = parse(text, self.parse_format)
         keep = previous is not None and self._guard_fires(previous, parsed)
         answer = previous.answer if keep else text
         problems = None
         if self.policy.check or self.policy.feedback:
-            problems = list(previous.problems or []) if keep else answer_problems(answer, tools, self.cfg.parse_format)
+            problems = list(previous.problems or []) if keep else answer_problems(answer, tools, self.parse_format)
         return Round(r, text, parsed, answer, keep, finish_reason=finish, problems=problems, **usage)
 
     def _guard_fires(self, previous: Round, parsed: ParseResult) -> bool:
@@ -172,12 +179,12 @@ class _Loop:
         return False
 
     def _parsed_answer(self, rnd: Round) -> ParseResult:
-        return parse(rnd.answer, self.cfg.parse_format) if rnd.kept_previous else rnd.parsed
+        return parse(rnd.answer, self.parse_format) if rnd.kept_previous else rnd.parsed
 
     def _stop_reason(self, rounds: list[Round], r: int) -> str | None:
         if self.cap == 0:  # no refinement round may run: round 0 is final whatever the policy would say
             return self.policy.cap_reason()
-        reason = self.policy.stop_reason(rounds, self.cfg.parse_format)
+        reason = self.policy.stop_reason(rounds, self.parse_format)
         if reason is None and r >= self.cap:
             return self.policy.cap_reason()
         return reason

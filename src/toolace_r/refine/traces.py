@@ -104,6 +104,8 @@ class RefineResult:
     config: RefineConfig
     round_seconds: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    answer_format: str = "pythonic"  # the resolved answer format of the run (prompts.AnswerFormat.name)
+    parse_format: str = "auto"  # what its answers were parsed with; native answers are scored so too
 
     def predictions(self) -> list[dict[str, Any]]:
         """BFCL-format predictions: {"id", "result": the final answer text}."""

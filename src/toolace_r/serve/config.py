@@ -22,6 +22,8 @@ class ServeConfig:
     refine / max_rounds: the default stop policy and round cap; a request may override both in its
         extra fields `refine` (a policy key, or true/false) and `max_rounds`, up to `max_rounds_cap`.
     guard: the refine loop's guard (see refine.RefineConfig).
+    answer_format: what the model answers in: "auto", "pythonic" or "native" (prompts.PromptConfig); the
+        format it was trained in, so that prompts match training and its answers parse.
     default_max_tokens: tokens per answer when a request gives no max_tokens; `max_tokens_cap` bounds
         what a request may ask for.
     max_body_bytes, max_tools, max_messages, max_n, max_prompts: request size bounds.
@@ -47,6 +49,7 @@ class ServeConfig:
     max_rounds: int = 3
     max_rounds_cap: int = 3
     guard: str = "off"
+    answer_format: str = "auto"
     default_max_tokens: int = 256
     max_tokens_cap: int = 2048
     max_body_bytes: int = 1 << 20

@@ -12,13 +12,14 @@ U+FFFD in everything the model is shown, as a UTF-8 decoder does with invalid by
 """
 from __future__ import annotations
 
+
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from toolace_r.calls import MAX_DEPTH, ToolCall, json_depth, render
 from toolace_r.engines.base import GenerationRequest, SamplingParams
-from toolace_r.prompts import PromptConfig
+from toolace_r.prompts import PromptConfig, tool_calls_message
 from toolace_r.refine import RefineConfig, get_policy
 from toolace_r.jsonvalues import json_problem, replace_surrogates
 from toolace_r.tools import MAX_SCHEMA_DEPTH, Tool, normalize_tool
@@ -29,7 +30,7 @@ from .schemas import ChatCompletionRequest, ChatMessage, CompletionRequest, Name
 
 # Prompt rendering for a conversation without tools (no tools given, or tool_choice "none"): the
 # ToolACE system prompt would ask for calls, so the system message holds only the client's own.
-PLAIN_CHAT = PromptConfig(system_prompt="", tools_block="", system_join="", tools_in="system")
+PLAIN_CHAT = PromptConfig(system_prompt="", tools_block="", system_join="")
 
 MAX_STOP = 4  # as OpenAI
 
@@ -192,8 +193,10 @@ def refine_config(body: ChatCompletionRequest, cfg: ServeConfig, params: Samplin
     if not with_tools:
         policy = "none"  # refining prose is not what the refine instruction (or training) is about
     try:
+        prompt = PromptConfig(answer_format=cfg.answer_format) if with_tools else \
+            replace(PLAIN_CHAT, answer_format=cfg.answer_format)
         return RefineConfig(policy=policy, max_rounds=max_rounds, guard=cfg.guard, round0=params, refine=params,
-                            chunk_size=n, prompt=PromptConfig() if with_tools else PLAIN_CHAT)
+                            chunk_size=n, prompt=prompt)
     except ValueError as exc:
         raise ApiError(400, str(exc), param="refine") from None
 
@@ -216,10 +219,10 @@ def _message(m: ChatMessage, index: int) -> dict[str, Any]:
     if m.tool_calls:
         if role != "assistant":
             raise ApiError(400, f"{where}: only assistant messages carry tool_calls", param="messages")
-        # A past call is shown to the model in the format it answers in (pythonic).
+        # A past call is shown to the model in the format it answers in (prompts.py writes it).
         calls = [_past_call(call.function.name, call.function.arguments, f"{where}.tool_calls[{j}].function")
                  for j, call in enumerate(m.tool_calls)]
-        content = (content + "\n" if content else "") + render(calls, "pythonic")
+        return tool_calls_message(calls, content)
     elif role == "user" and not content:
         raise ApiError(400, f"{where}: a user message needs content", param="messages")
     return {"role": role, "content": content}

@@ -14,15 +14,17 @@ from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
 from toolace_r.evaluation import check
 from toolace_r.progress import progress_bar
-from toolace_r.prompts import PromptConfig, render_example, render_pair
+from toolace_r.prompts import AnswerFormat, PromptConfig, answer_format, render_example, render_pair
 
 from .config import SamplingConfig
 
 EngineFactory = Callable[[str, SamplingConfig], Engine]
 
 
-def gold_target(example: Any, no_call_text: str) -> str | None:
-    """The text a training example teaches: pythonic calls, the no-call text, or None (not trainable)."""
+def gold_target(example: Any, no_call_text: str, fmt: AnswerFormat | None = None) -> str | None:
+    """The text a training example teaches: its calls in the run's answer format (default pythonic),
+    the no-call text, or None (not trainable: no single right answer, or calls the format cannot write,
+    such as parallel calls under a one-call template)."""
     if example.gold.kind == "no_call":
         return example.gold.text or no_call_text
     calls = example.gold.answer_calls(example.tools)
@@ -30,7 +32,12 @@ def gold_target(example: Any, no_call_text: str) -> str | None:
         return None
     if not calls:
         return example.gold.text or no_call_text
-    return render(calls, "pythonic")
+    if fmt is None:
+        return render(calls, "pythonic")
+    try:
+        return fmt.target(calls)
+    except (ValueError, TypeError):
+        return None
 
 
 def default_engine_factory(model_dir: str, cfg: SamplingConfig) -> Engine:
@@ -52,11 +59,13 @@ def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cf
         for i, ex in enumerate(examples)
     ]
     results = engine.generate(requests, progress=progress)
+    fmt = answer_format(tokenizer, prompt_cfg)
+    decoder = fmt.parser if fmt.native else None  # native answers are scored as their parser reads them
     records = []
     for ex, result in zip(examples, results):
         samples = []
         for text in result.texts:
-            verdict = check(ex, text)
+            verdict = check(ex, text, decoder)
             valid, error_type = bool(verdict.valid), verdict.error_type
             if valid and cfg.strict_no_call and ex.gold.kind == "no_call" and parse(text).format != "text":
                 # BFCL counts any answer that decodes to no call as right, a broken call included; as a

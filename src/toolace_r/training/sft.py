@@ -1,8 +1,10 @@
 """One fine-tuning stage: TRL's SFTTrainer on a prompt-completion corpus, LoRA (merged) or full.
 
-TRL does what we need as it stands: for prompt-completion rows it tokenises prompt and prompt+completion,
-marks the completion tokens, and its collator sets the labels of every other token to -100
-(`completion_only_loss=True`), so the loss covers the answer tokens only. The stage ends with a plain
+Rows reach TRL tokenized (`tokenize_row`): the rendered prompt and prompt+completion are tokenized exactly
+as the engines tokenize prompts (no special tokens added: a template that writes its BOS gets no second one,
+as TRL's own tokenizer call would add for Llama-style tokenizers), and the completion tokens are marked; TRL
+then sets the labels of every other token to -100 (`completion_only_loss=True`), so the loss covers the
+answer tokens only. The stage ends with a plain
 checkpoint (adapters merged into the weights, tokenizer beside it) that the next iteration samples from.
 
 The same code runs under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3; see training/launch.py): the
@@ -90,7 +92,7 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    dataset = Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in rows])
+    dataset = Dataset.from_list([tokenize_row(tokenizer, r) for r in rows])
     return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
                       peft_config=peft_config, callbacks=[_checkpoint_seal(cfg.save_total_limit)])
 
@@ -307,6 +309,25 @@ def _finish_model_dir(trainer, tmp: Path, out: Path) -> None:
 
 
 # --- tokens trained on ------------------------------------------------------------------------------
+
+def tokenize_row(tokenizer: Any, row: dict[str, Any]) -> dict[str, list[int]]:
+    """{"input_ids", "completion_mask"} of one prompt-completion row, as training sees it.
+
+    The prompt's ids are those an engine computes for the same text (`add_special_tokens=False`: the
+    chat template already wrote every special token it wants, BOS included); the completion starts where
+    the tokenisations of prompt and prompt+completion part. An EOS token is appended when the completion
+    does not end with one (TRL's rule for text completions), so every row teaches the model to stop.
+    """
+    from toolace_r.engines.base import common_prefix_len
+
+    prompt = tokenizer(row["prompt"], add_special_tokens=False)["input_ids"]
+    ids = list(tokenizer(row["prompt"] + row["completion"], add_special_tokens=False)["input_ids"])
+    eos = tokenizer.eos_token_id
+    if eos is not None and (not ids or ids[-1] != eos):
+        ids.append(eos)
+    start = common_prefix_len(prompt, ids)
+    return {"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)}
+
 
 def row_tokens(tokenizer: Any, row: dict[str, Any]) -> int:
     """Tokens one training row puts through the model: prompt + completion (TRL adds nothing to a

@@ -491,6 +491,33 @@ def render_pair(
     return prompt, _cut_after_end_of_turn(tokenizer, full[len(prompt):])
 
 
+def pair_conversation(
+    tokenizer: Any,
+    tools: Sequence[Tool | dict[str, Any]],
+    messages: Sequence[dict[str, Any]],
+    target: str,
+    previous_answers: Sequence[str] = (),
+    cfg: PromptConfig | None = None,
+    feedback: Sequence[str | None] = (),
+) -> dict[str, Any]:
+    """The training pair of `render_pair` as a TRL conversational prompt-completion row:
+    {"prompt": [messages], "completion": [the assistant message], "tools"?, "chat_template_kwargs"?}.
+
+    Rendered by the same chat template (as TRL's SFTTrainer does: tools and chat_template_kwargs read
+    from the row) it gives `render_pair`'s strings. "tools" (OpenAI schemas) only in the native format:
+    a pythonic prompt already lists them in its system message, and a template shown them again would
+    add its own instruction."""
+    cfg = cfg or PromptConfig()
+    fmt = answer_format(tokenizer, cfg)
+    row: dict[str, Any] = {"prompt": _chat(tokenizer, tools, messages, previous_answers, cfg, fmt, feedback),
+                           "completion": [fmt.assistant_message(target)]}
+    if fmt.native and tools:
+        row["tools"] = [_template_tool(t) for t in tools]
+    if cfg.chat_template_kwargs:
+        row["chat_template_kwargs"] = dict(cfg.chat_template_kwargs)
+    return row
+
+
 def refine_suffix(tokenizer: Any, cfg: PromptConfig | None = None) -> str:
     """The text that follows a generated answer to open the next refinement round.
 

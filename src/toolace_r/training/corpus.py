@@ -1,7 +1,8 @@
 """The training corpus of one iteration: SFT examples plus self-refinement examples.
 
-Each row is {"prompt", "completion", "kind", "id"}, rendered by prompts.render_pair, so the loss can go on
-the completion alone. Refinement rows continue the conversation with the model's own sampled answer y_prev
+Each row is {"prompt", "completion", "kind", "id", "conversation"}: the strings rendered by
+prompts.render_pair, so the loss can go on the completion alone, and the same pair as TRL's conversational
+row (prompts.pair_conversation), which `toolace-r data convert --corpus` exports for other trainers. Refinement rows continue the conversation with the model's own sampled answer y_prev
 (previous_answers=(y_prev,)):
 - fix:  y_prev wrong -> the gold answer;
 - keep: y_prev right -> y_prev byte for byte. A re-serialised gold would teach the model to keep
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolace_r.files import read_jsonl, write_jsonl
-from toolace_r.prompts import PromptConfig, render_pair
+from toolace_r.prompts import PromptConfig, pair_conversation, render_pair
 from toolace_r.schema_check import answer_problems, feedback_text
 
 from .config import CorpusConfig
@@ -29,8 +30,7 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
     for item in train_ids:
         ex, target = examples[item], targets[item]
         if cfg.sft:
-            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
-            sft.append({"prompt": prompt, "completion": completion, "kind": "sft", "id": item})
+            sft.append(_row(tokenizer, ex, target, (), prompt_cfg, (), "sft", item))
         fixes = keeps = 0
         seen: set[str] = set()
         samples = list(records.get(item, {}).get("samples", []))
@@ -50,10 +50,17 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
                 fixes += 1
             else:
                 continue
-            prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=(text,),
-                                             cfg=prompt_cfg, feedback=(findings[text],))
-            refine.append({"prompt": prompt, "completion": completion, "kind": kind, "id": item})
+            refine.append(_row(tokenizer, ex, goal, (text,), prompt_cfg, (findings[text],), kind, item))
     return sft + _cap_refine(refine, len(sft), cfg)
+
+
+def _row(tokenizer: Any, ex: Any, goal: str, previous: tuple[str, ...], prompt_cfg: PromptConfig,
+         feedback: tuple, kind: str, item: str) -> dict[str, Any]:
+    prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=previous,
+                                     cfg=prompt_cfg, feedback=feedback)
+    conversation = pair_conversation(tokenizer, ex.tools, ex.messages, goal, previous_answers=previous,
+                                     cfg=prompt_cfg, feedback=feedback)
+    return {"prompt": prompt, "completion": completion, "kind": kind, "id": item, "conversation": conversation}
 
 
 def _feedback(example: Any, text: str, cfg: CorpusConfig) -> str | None:

@@ -132,6 +132,38 @@ def tiny_model(tiny_model_dir: Path):
     return load_model(str(tiny_model_dir), dtype="float32", device="cpu")
 
 
+@pytest.fixture
+def hermes_tokenizer():
+    """A fresh tiny tokenizer whose chat template behaves like Qwen2.5's (tests/chat_templates.py)."""
+    from chat_templates import build_hermes_tokenizer
+
+    return build_hermes_tokenizer()
+
+
+@pytest.fixture
+def llama31_tokenizer():
+    """A fresh tiny tokenizer whose chat template behaves like Llama-3.1-Instruct's (BOS in the template)."""
+    from chat_templates import build_llama31_tokenizer
+
+    return build_llama31_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def hermes_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with the Qwen2.5-like tokenizer (read-only: copy it to change it)."""
+    from chat_templates import build_hermes_tokenizer, build_model_dir
+
+    return build_model_dir(tmp_path_factory.mktemp("tiny-hermes"), build_hermes_tokenizer())
+
+
+@pytest.fixture(scope="session")
+def llama31_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Llama with the Llama-3.1-like tokenizer (read-only: copy it to change it)."""
+    from chat_templates import build_llama31_tokenizer, build_model_dir
+
+    return build_model_dir(tmp_path_factory.mktemp("tiny-llama31"), build_llama31_tokenizer())
+
+
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
     """The embedded SmolLM2-135M checkpoint, pulled into $TOOLACE_R_HOME (first time ~20 s, then instant).

@@ -64,6 +64,26 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--skip-invalid", action="store_true", help="skip malformed records (listed on stderr)")
     show.set_defaults(func=_cmd_data_show)
     convert.set_defaults(func=_cmd_data_convert)
+    render = dsub.add_parser("render", help="print, as JSON lines, the exact prompt and completion strings (and "
+                                            "their token counts) training would use for each example")
+    render.add_argument("source", help=source_help)
+    render.add_argument("--model", required=True, help="a registered model name, a folder or a Hub id: its "
+                                                       "tokenizer and chat template render the rows")
+    _answer_format_argument(render)
+    render.add_argument("--limit", type=_count, default=None,
+                        help="at most this many examples (taken round-robin over categories, as training does)")
+    render.add_argument("--refine-rows", action="store_true",
+                        help="also the refinement rows: the model answers each item once (greedy) and each answer "
+                             "becomes a fix (wrong) or keep (right) row")
+    render.add_argument("--max-new-tokens", type=int, default=128, help="with --refine-rows: tokens per answer")
+    render.add_argument("--data-dir", default=None, help="benchmark data dir (default: the installed bfcl-eval)")
+    render.set_defaults(func=_cmd_data_render)
+
+
+def _answer_format_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--answer-format", default="auto", choices=["auto", "pythonic", "native"],
+                   help="pythonic (ToolACE's call lists, tools in the system prompt), native (the chat template's "
+                        "own tool calls) or auto (native when the template renders tool calls; default)")
 
 
 def _cmd_data_examples(args: argparse.Namespace):
@@ -91,6 +111,20 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     left_out = len(examples) - written
     note = f" ({left_out} left out: no concrete gold answer)" if left_out else ""
     sys.stdout.write(f"wrote {written} examples to {args.out}{note}\n")
+    return 0
+
+
+def _cmd_data_render(args: argparse.Namespace) -> int:
+    from toolace_r.prompts import PromptConfig
+    from toolace_r.training.preview import render_rows
+
+    line, skipped, rows = render_rows(args.source, args.model, PromptConfig(answer_format=args.answer_format),
+                                      limit=args.limit, refine_rows=args.refine_rows, data_dir=args.data_dir,
+                                      max_new_tokens=args.max_new_tokens)
+    sys.stderr.write(line + (f"; {skipped} examples left out (no single right answer, or calls this format "
+                             "cannot write)" if skipped else "") + "\n")
+    for row in rows:
+        _print_json(row)
     return 0
 
 
@@ -147,6 +181,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                                 "--model also predictions.jsonl, traces.jsonl, config.json, rounds.png)")
     p.add_argument("--data-dir", default=None, help="benchmark data dir (default: the installed bfcl-eval wheel)")
     p.add_argument("--limit", type=_count, default=None, help="at most this many examples per category")
+    p.add_argument("--parser", default="bfcl", choices=["bfcl", "hermes", "json", "auto"],
+                   help="with --predictions: how answer text decodes: bfcl (BFCL's prompt-mode decoder, pythonic; "
+                        "default), hermes (<tool_call> blocks), json (JSON call objects), auto (any of them)")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -165,7 +202,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     predictions = load_predictions(args.predictions)
     writable_dir(args.out, "--out")
-    result = evaluate_predictions(examples, predictions)
+    result = evaluate_predictions(examples, predictions, None if args.parser == "bfcl" else args.parser)
     result.benchmark = args.benchmark
     paths = write_outputs(result, args.out)
     sys.stdout.write(render_table(result) + "\n")
@@ -191,16 +228,19 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop generating at TEXT (repeatable; backslash escapes such as \\n are read)")
     p.add_argument("--chunk-size", type=int, default=32,
                    help="items taken through every round together (the hf prefix cache holds ~40 sequences)")
+    _answer_format_argument(p)
     add_engine_arguments(p)
 
 
 def _refine_config(args: argparse.Namespace):
+    from toolace_r.prompts import PromptConfig
     from toolace_r.refine import RefineConfig
 
     # "\\n" typed on a command line becomes a newline; other characters pass through unchanged.
     stop = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in args.stop]
     return RefineConfig.from_options(args.refine, args.max_rounds, guard=args.guard, stop=stop,
-                                     max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size)
+                                     max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
+                                     prompt=PromptConfig(answer_format=args.answer_format))
 
 
 def _cmd_eval_model(args: argparse.Namespace) -> int:

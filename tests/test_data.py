@@ -263,6 +263,35 @@ def test_convert_round_trip_keeps_the_gold_calls(tmp_path):
     assert not [p for p in os.listdir(out.parent) if p.endswith(".tmp")]
 
 
+def test_converted_records_are_trl_conversational_rows_a_template_renders(tmp_path):
+    from chat_templates import build_hermes_tokenizer
+
+    from toolace_r.data import to_record
+
+    ex = Example("w", [{"role": "user", "content": "Weather in Oslo and Paris?"}],
+                 load(f"jsonl:{FIX / 'openai.jsonl'}")[0].tools,
+                 Gold("calls", calls=[ToolCall("get_weather", {"city": "Oslo"}),
+                                      ToolCall("get_weather", {"city": "Paris", "temp": 21.5})]))
+    record = to_record(ex)
+    calls = record["messages"][-1]["tool_calls"]
+    assert [tc["function"]["arguments"] for tc in calls] == [{"city": "Oslo"}, {"city": "Paris", "temp": 21.5}]
+    assert all(tc["type"] == "function" for tc in calls)
+    assert record["tools"][0]["type"] == "function"  # OpenAI schemas, as templates take them
+    # Through the file too: what convert writes is what a trainer reads.
+    out = tmp_path / "t.jsonl"
+    assert write_jsonl([ex], out) == 1
+    written = json.loads(out.read_text())
+    assert written["messages"] == record["messages"]
+    tok = build_hermes_tokenizer()
+    text = tok.apply_chat_template(written["messages"], tools=written["tools"], tokenize=False)
+    # `arguments | tojson` writes the object once; a JSON string would come out quoted ("{\"city\"...").
+    assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>' in text
+    assert '"arguments": {"city": "Paris", "temp": 21.5}}' in text
+    assert '\\"city\\"' not in text and '"arguments": "' not in text
+    (back,) = load(f"jsonl:{out}")
+    assert back.answer_calls() == ex.answer_calls()
+
+
 def test_write_jsonl_is_atomic(tmp_path):
     out = tmp_path / "x.jsonl"
     out.write_text("old\n")
@@ -326,7 +355,10 @@ def test_cli_data_convert(tmp_path, capsys):
     record = json.loads(out.read_text())
     assert record["tools"][0]["type"] == "function"
     answer = record["messages"][-1]
-    assert [json.loads(tc["function"]["arguments"]) for tc in answer["tool_calls"]] == [{"name": "Ann"}, {"name": "Bob"}]
+    # TRL's conversational tool-calling shape: arguments are objects (templates `tojson` them)
+    assert answer == {"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "say.hello", "arguments": {"name": "Ann"}}},
+        {"type": "function", "function": {"name": "say.hello", "arguments": {"name": "Bob"}}}]}
     assert main(["data", "show", "nope:x"]) == 2
     assert "bfcl:" in capsys.readouterr().err
 
@@ -732,7 +764,7 @@ def test_write_jsonl_writes_strict_json(tmp_path):
     assert "NaN" not in text
     record = json.loads(text)
     assert record["messages"][0]["content"] == "lone \ud800"
-    assert json.loads(record["messages"][-1]["tool_calls"][0]["function"]["arguments"]) == {"x": None, "s": "\udc00"}
+    assert record["messages"][-1]["tool_calls"][0]["function"]["arguments"] == {"x": None, "s": "\udc00"}
 
 
 def test_cli_data_show_survives_hostile_lines(tmp_path, capsys):

@@ -106,3 +106,103 @@ def test_schema_feedback_goes_into_fix_rows_whose_answer_does_not_fit(chatml_tok
 
     with pytest.raises(ValueError, match="corpus.feedback"):
         CorpusConfig(feedback="critic")
+
+
+# --- export (`toolace-r data convert --corpus`) ---------------------------------------------------------------
+
+def _native_corpus(tmp_path, tokenizer):
+    """A written corpus of sft, keep and fix rows in the tokenizer's answer format, in runs/x/iter_1."""
+    from toolace_r.prompts import answer_format
+    from toolace_r.training.corpus import write_corpus
+
+    cfg = PromptConfig()
+    fmt = answer_format(tokenizer, cfg)
+    ex = example()
+    right = gold_target(ex, "", fmt)
+    wrong = gold_target(example(city="Bergen"), "", fmt)
+    records = {"a": {"samples": [{"text": right, "valid": True}, {"text": wrong, "valid": False}]}}
+    rows = build_corpus({"a": ex}, records, ["a"], {"a": right}, tokenizer, CorpusConfig(refine_share=1.0), cfg)
+    assert [r["kind"] for r in rows] == ["sft", "keep", "fix"]
+    folder = tmp_path / "runs" / "x" / "iter_1"
+    write_corpus(folder / "corpus.jsonl", rows)
+    return folder, rows
+
+
+def test_exported_corpus_rows_render_to_the_trained_strings(tmp_path, capsys):
+    import json
+
+    from chat_templates import build_hermes_tokenizer
+
+    from toolace_r.cli import main
+
+    tok = build_hermes_tokenizer()
+    folder, rows = _native_corpus(tmp_path, tok)
+    out = tmp_path / "trl.jsonl"
+    assert main(["data", "convert", "--corpus", str(folder), str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote 3 rows to {out}\n"
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(exported) == len(rows)
+    for row, corpus_row in zip(exported, rows):
+        assert set(row) == {"id", "kind", "prompt", "completion", "tools", "chat_template_kwargs"}
+        assert (row["id"], row["kind"]) == ("a", corpus_row["kind"])
+        assert row["tools"][0]["function"]["name"] == "get_weather"  # native: the template shows the tools
+        kwargs = row.get("chat_template_kwargs", {})
+        # What SFTTrainer renders from the row is what the run trained on: the prompt exactly, ...
+        prompt = tok.apply_chat_template(row["prompt"], tools=row.get("tools"), tokenize=False,
+                                         add_generation_prompt=True, **kwargs)
+        assert prompt == corpus_row["prompt"]
+        # ... and the completion through its end-of-turn token (the template adds the newline after it).
+        full = tok.apply_chat_template(row["prompt"] + row["completion"], tools=row.get("tools"), tokenize=False,
+                                       **kwargs)
+        assert full == corpus_row["prompt"] + corpus_row["completion"] + "\n"
+    # The completion is a TRL tool-calls message: arguments as an object, not a JSON string.
+    (answer,) = exported[0]["completion"]
+    assert answer["role"] == "assistant"
+    assert answer["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Oslo"}}
+    # The corpus file itself is a SOURCE too; --limit caps the rows.
+    one = tmp_path / "one.jsonl"
+    assert main(["data", "convert", "--corpus", str(folder / "corpus.jsonl"), str(one), "--limit", "1"]) == 0
+    assert capsys.readouterr().out == f"wrote 1 rows to {one}\n"
+    assert [json.loads(line) for line in one.read_text().splitlines()] == exported[:1]
+
+
+def test_exported_pythonic_rows_have_no_tools(tmp_path, chatml_tokenizer):
+    import json
+
+    from toolace_r.training.corpus import export_corpus
+
+    folder, rows = _native_corpus(tmp_path, chatml_tokenizer)  # ChatML shows no tools: pythonic format
+    out = tmp_path / "trl.jsonl"
+    assert export_corpus(folder, out) == 3
+    exported = [json.loads(line) for line in out.read_text().splitlines()]
+    assert all("tools" not in row for row in exported)
+    assert exported[0]["completion"] == [{"role": "assistant", "content": '[get_weather(city="Oslo")]'}]
+    for row, corpus_row in zip(exported, rows):
+        prompt = chatml_tokenizer.apply_chat_template(row["prompt"], tokenize=False, add_generation_prompt=True,
+                                                      **row.get("chat_template_kwargs", {}))
+        assert prompt == corpus_row["prompt"]
+
+
+def test_export_of_an_old_corpus_is_one_error_line(tmp_path, capsys):
+    import json
+
+    from toolace_r.cli import main
+
+    old = tmp_path / "corpus.jsonl"
+    row = {"prompt": "p", "completion": "c", "kind": "sft", "id": "a"}
+    new_row = {**row, "conversation": {"prompt": [], "completion": []}}
+    old.write_text(json.dumps(new_row) + "\n" + json.dumps(row) + "\n")  # the second is from an old version
+    out = tmp_path / "out.jsonl"
+    assert main(["data", "convert", "--corpus", str(tmp_path), str(out)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert f"{old} line 2: field 'conversation'" in err[0] and "rebuild the corpus" in err[0]
+    assert not out.exists()  # nothing written: the error came before the file
+    old.write_text('{"prompt": "p",\n')
+    assert main(["data", "convert", "--corpus", str(old), str(out)]) == 2
+    assert f"{old} line 1:" in capsys.readouterr().err
+    assert main(["data", "convert", "--corpus", str(tmp_path / "nope"), str(out)]) == 2
+    assert "nope" in capsys.readouterr().err
+    (tmp_path / "iter_2").mkdir()
+    assert main(["data", "convert", "--corpus", str(tmp_path / "iter_2"), str(out)]) == 2
+    assert "no corpus.jsonl in this folder" in capsys.readouterr().err

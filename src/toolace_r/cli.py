@@ -57,8 +57,11 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     show = dsub.add_parser("show", help="print examples as JSON lines")
     show.add_argument("source", help=source_help)
     convert = dsub.add_parser("convert", help="write examples as OpenAI/TRL conversational JSONL")
-    convert.add_argument("source", help=source_help)
+    convert.add_argument("source", help=source_help + "; with --corpus, a corpus.jsonl or an iteration folder")
     convert.add_argument("out", help="the .jsonl file to write")
+    convert.add_argument("--corpus", action="store_true",
+                         help="SOURCE is a training run's corpus (runs/x/iter_1 or its corpus.jsonl): write its "
+                              "rows as TRL conversational prompt-completion rows")
     for q in (show, convert):
         q.add_argument("--limit", type=_count, default=None, help="at most this many examples")
         q.add_argument("--skip-invalid", action="store_true", help="skip malformed records (listed on stderr)")
@@ -106,6 +109,15 @@ def _cmd_data_convert(args: argparse.Namespace) -> int:
     from toolace_r.files import writable_file
 
     writable_file(args.out)  # before reading: a wrong path fails at once
+    if args.corpus:
+        from toolace_r.training.corpus import export_corpus
+
+        if args.skip_invalid:
+            raise ValueError("--skip-invalid does not apply to --corpus (a corpus row that cannot be read "
+                             "means the corpus should be rebuilt)")
+        written = export_corpus(args.source, args.out, limit=args.limit)
+        sys.stdout.write(f"wrote {written} rows to {args.out}\n")
+        return 0
     examples = _cmd_data_examples(args)
     written = write_jsonl(examples, args.out)
     left_out = len(examples) - written

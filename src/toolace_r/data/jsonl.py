@@ -1,15 +1,18 @@
 """OpenAI/TRL conversational JSON lines: `{"messages": [...], "tools": [<OpenAI function schemas>]}`.
 
 Reading (`jsonl:<path>`): the final message must be the assistant's and is the gold: its `tool_calls`
-become the gold calls (`arguments` given as a JSON string, OpenAI's way, or as an object, TRL's way);
-without tool calls its content is parsed, and counts as calls if it decodes to some, else as a
+become the gold calls (`arguments` given as a JSON string, OpenAI's API way, or as an object, TRL's
+way); without tool calls its content is parsed, and counts as calls if it decodes to some, else as a
 no-call answer. Everything before it, a leading system message included, is the context. Optional
 top-level "id" and "category" are used when present.
 
-Writing (`write_jsonl`) produces the same format, so `load("jsonl:...")` reads back the gold calls:
-call golds as OpenAI tool_calls, no-call golds as content. A BFCL answer key has no single answer, so
-the first acceptable value of each parameter is used (see `Gold.answer_calls`); golds with no
-concrete answer at all (any_call, unscored) are skipped and counted.
+Writing (`write_jsonl`, `toolace-r data convert`) produces TRL's documented conversational
+tool-calling format, so SFTTrainer and chat templates read it as is: call golds as an assistant message
+with `tool_calls` whose `arguments` are JSON objects (`prompts.tool_calls_message`; the Qwen2.5 and
+Llama-3.1 templates apply `tojson` to them, and a JSON string would come out encoded twice), no-call
+golds as content, tools as OpenAI function schemas. `load("jsonl:...")` reads back the gold calls. A
+BFCL answer key has no single answer, so the first acceptable value of each parameter is used (see
+`Gold.answer_calls`); golds with no concrete answer at all (any_call, unscored) are skipped and counted.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from toolace_r.data.example import Example, Gold, call_shape
 from toolace_r.data.gold import flag_problems
 from toolace_r.data.records import BadJson, check_example, expect, parse_json, read_json_file
 from toolace_r.jsonvalues import json_type
+from toolace_r.prompts import tool_calls_message
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.tools import normalize_tools
 
@@ -129,10 +133,8 @@ def to_record(example: Example, no_call_text: str = DEFAULT_NO_CALL_TEXT) -> dic
     if calls is None:
         return None
     if calls:
-        answer: dict[str, Any] = {"role": "assistant", "content": "", "tool_calls": [
-            {"id": f"call_{i}", "type": "function",
-             "function": {"name": c.name, "arguments": files.dumps(c.arguments)}}
-            for i, c in enumerate(calls)]}
+        # One writer of the tool-calls shape (arguments as objects), shared with training prompts.
+        answer: dict[str, Any] = tool_calls_message(calls, content="")
     else:
         answer = {"role": "assistant", "content": example.gold.text or no_call_text}
     return {

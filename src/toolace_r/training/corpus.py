@@ -2,7 +2,8 @@
 
 Each row is {"prompt", "completion", "kind", "id", "conversation"}: the strings rendered by
 prompts.render_pair, so the loss can go on the completion alone, and the same pair as TRL's conversational
-row (prompts.pair_conversation), which `toolace-r data convert --corpus` exports for other trainers. Refinement rows continue the conversation with the model's own sampled answer y_prev
+row (prompts.pair_conversation), which `export_corpus` (`toolace-r data convert --corpus`) writes out for
+other trainers. Refinement rows continue the conversation with the model's own sampled answer y_prev
 (previous_answers=(y_prev,)):
 - fix:  y_prev wrong -> the gold answer;
 - keep: y_prev right -> y_prev byte for byte. A re-serialised gold would teach the model to keep
@@ -10,10 +11,13 @@ row (prompts.pair_conversation), which `toolace-r data convert --corpus` exports
 """
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
+from toolace_r.data.records import json_lines
+from toolace_r.data.registry import DatasetError
 from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.prompts import PromptConfig, pair_conversation, render_pair
 from toolace_r.schema_check import answer_problems, feedback_text
@@ -97,3 +101,67 @@ def write_corpus(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 
 def read_corpus(path: str | Path) -> list[dict[str, Any]]:
     return read_jsonl(path)
+
+
+# --- export ----------------------------------------------------------------------------------------
+
+CORPUS_FILE = "corpus.jsonl"
+
+
+def corpus_path(src: str | os.PathLike) -> Path:
+    """`src` itself, or the corpus.jsonl inside it when it is a folder (an iteration such as runs/x/iter_1)."""
+    path = Path(src).expanduser()
+    if path.is_dir():
+        inside = path / CORPUS_FILE
+        if not (inside.exists() or inside.is_symlink()):
+            raise FileNotFoundError(f"{path}: no {CORPUS_FILE} in this folder; give a corpus file or an "
+                                    "iteration folder that has one (e.g. runs/x/iter_1)")
+        return inside
+    return path
+
+
+def export_rows(src: str | os.PathLike, limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """The TRL conversational rows of a corpus: {"id", "kind", "prompt", "completion"} plus "tools" and
+    "chat_template_kwargs" where the conversation has them. DatasetError (a ValueError) naming file and
+    line for a line that is not JSON or a row without a usable "conversation"."""
+    if limit is not None and limit <= 0:
+        return
+    n = 0
+    for item in json_lines(corpus_path(src)):
+        if isinstance(item, DatasetError):
+            raise item
+        where, rec = item
+        yield _export_row(rec, where)
+        n += 1
+        if limit is not None and n >= limit:
+            return
+
+
+def _export_row(rec: Any, where: str) -> dict[str, Any]:
+    if not isinstance(rec, dict):
+        raise DatasetError(where, f"expected a corpus row (an object), got {type(rec).__name__}")
+    conv = rec.get("conversation")
+    if conv is None:
+        # Rows from before pair_conversation: the strings alone cannot be turned back into messages.
+        raise DatasetError(where, "no 'conversation' (a corpus written by an older toolace-r); rebuild the "
+                                  f"corpus: delete {CORPUS_FILE} and rerun `toolace-r train --resume`",
+                           field="conversation")
+    if not (isinstance(conv, dict) and isinstance(conv.get("prompt"), list)
+            and isinstance(conv.get("completion"), list)):
+        raise DatasetError(where, 'expected {"prompt": [messages], "completion": [messages], ...}',
+                           field="conversation")
+    row: dict[str, Any] = {"id": rec.get("id"), "kind": rec.get("kind"),
+                           "prompt": conv["prompt"], "completion": conv["completion"]}
+    for key in ("tools", "chat_template_kwargs"):
+        if key in conv:
+            row[key] = conv[key]
+    return row
+
+
+def export_corpus(src: str | os.PathLike, out: str | os.PathLike, limit: int | None = None) -> int:
+    """Write a corpus's rows as TRL conversational prompt-completion JSON lines (what SFTTrainer and
+    LLaMA-Factory's OpenAI-style sharegpt reader take), atomically; returns how many were written.
+    Every row is checked before `out` is touched, so an error leaves it as it was."""
+    rows = list(export_rows(src, limit))
+    write_jsonl(out, rows)
+    return len(rows)

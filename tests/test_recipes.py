@@ -72,6 +72,8 @@ def test_recipe_keeps_toolace_hyper_parameters(recipe):
     assert {"tensor_parallel_size", "gpu_memory_utilization"} <= set(cfg.sampling.engine_options)
     assert "toolace:Team-ACE/ToolACE" in cfg.data.train and cfg.data.eval == "bfcl:all"
     assert cfg.data.train_limit is None and cfg.data.eval_limit is None  # the whole data sets
+    # every recipe states its answer format; Qwen trains its native Hermes calls
+    assert cfg.prompt.answer_format == ("native" if recipe.stem.startswith("qwen") else "pythonic")
     from toolace_r.engines.vllm import VLLMEngineConfig
 
     VLLMEngineConfig(**cfg.sampling.engine_options)  # every engine option is one the vllm engine takes
@@ -93,10 +95,13 @@ def test_accelerate_configs_parse(path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.stem)
-def test_recipe_dry_run_on_cpu(recipe, tiny_model_dir, tmp_path):
+def test_recipe_dry_run_on_cpu(recipe, hermes_model_dir, llama31_model_dir, tmp_path):
     """The recipe as it stands, with a tiny model and data, the hf engine and one step: sampling runs in
     two child processes and training in a child, as on GPUs; evaluation covers every BFCL category.
-    A recipe that mixes sources gets the tiny ToolACE file mixed with the xLAM fixture."""
+    The tiny model's chat template behaves like the recipe's model family's (Qwen2.5: Hermes tool calls;
+    Llama-3.1: BOS in the template, JSON calls). A recipe that mixes sources gets the tiny ToolACE file
+    mixed with the xLAM fixture."""
+    tiny_model_dir = hermes_model_dir if recipe.stem.startswith("qwen") else llama31_model_dir
     data = f"toolace:{write_toolace(tmp_path / 'toolace.jsonl')}"
     mixed = load_config(TrainConfig, recipe).data.train.startswith("mix:")
     if mixed:
@@ -113,6 +118,10 @@ def test_recipe_dry_run_on_cpu(recipe, tiny_model_dir, tmp_path):
     it = summary["iterations"][0]
     assert (it["items"] > 7 if mixed else it["items"] == 7) and it["train_steps"] == 1 and it["train_loss"] > 0
     assert len(list((root / "iter_0/sample.shards").glob("shard_*.jsonl"))) == 2
+    corpus = [json.loads(line) for line in (root / "iter_0/corpus.jsonl").read_text().splitlines()]
+    calls = [r["completion"] for r in corpus if r["kind"] == "sft" and "get_weather" in r["completion"]]
+    written = '<tool_call>\n{"name": "get_weather"' if recipe.stem.startswith("qwen") else "[get_weather(city="
+    assert calls and all(c.startswith(written) for c in calls)  # the recipe's answer format, in training
     train = json.loads((root / "iter_0/train.json").read_text())
     assert train["grad_accum"] == 8 and train["world_size"] == 1  # 48 / batch 6 on one process
     ev = json.loads((root / "iter_0/eval.json").read_text())

@@ -295,3 +295,64 @@ def test_a_model_trained_native_answers_in_native_calls(hermes_model_dir, tmp_pa
         assert parsed.format == "hermes" and parsed.calls == ex.gold.calls, trace.final
     report = write_refine_outputs(items, result, tmp_path / "eval")
     assert report.rounds["all"]["final_accuracy"] == 1.0  # scored with the native parser
+
+
+# --- toolace-r data render ---------------------------------------------------------------------------
+
+def _render_cli(capsys, model_dir, *extra):
+    from pathlib import Path
+
+    from toolace_r.cli import main
+
+    fixtures = Path(__file__).parent / "fixtures" / "bfcl"
+    assert main(["data", "render", f"bfcl:simple_python@{fixtures}", "--model", str(model_dir),
+                 "--limit", "2", *extra]) == 0
+    out, err = capsys.readouterr()
+    return [json.loads(line) for line in out.splitlines()], err
+
+
+def test_data_render_native_prints_hermes_completions_and_no_pythonic_instruction(hermes_model_dir, capsys):
+    from transformers import AutoTokenizer
+
+    rows, err = _render_cli(capsys, hermes_model_dir, "--answer-format", "native")
+    assert len(rows) == 2 and "answer format: native" in err and "hermes" in err
+    tok = AutoTokenizer.from_pretrained(hermes_model_dir)
+    for row in rows:
+        assert row["kind"] == "sft" and row["completion"].startswith("<tool_call>\n{")
+        assert parse(row["completion"].removesuffix("<|im_end|>"), "hermes").is_call
+        assert "func_name1" not in row["prompt"] and "# Tools" in row["prompt"]
+        # token counts are those of the training tokenisation
+        assert row["completion_tokens"] == len(tok(row["completion"], add_special_tokens=False)["input_ids"])
+        assert row["prompt_tokens"] == len(tok(row["prompt"], add_special_tokens=False)["input_ids"])
+
+
+def test_data_render_pythonic_prints_pythonic_completions_and_tools_only_in_the_system_prompt(
+        hermes_model_dir, capsys):
+    rows, err = _render_cli(capsys, hermes_model_dir, "--answer-format", "pythonic")
+    assert "answer format: pythonic" in err
+    for row in rows:
+        assert row["completion"].startswith("[") and parse(row["completion"].removesuffix("<|im_end|>"),
+                                                           "pythonic").is_call
+        system = row["prompt"].split("<|im_end|>")[0]
+        assert TOOLACE_SYSTEM_PROMPT in system and "# Tools" not in row["prompt"] and "<tools>" not in row["prompt"]
+
+
+def test_data_render_refine_rows_come_from_the_models_own_answers(hermes_model_dir, capsys):
+    from pathlib import Path
+
+    from conftest import RecordingEngine
+    from toolace_r.training.preview import render_rows
+
+    class Wrong(RecordingEngine):
+        def answer(self, prompt, params):
+            return '<tool_call>\n{"name": "calculate_triangle_area", "arguments": {"base": 1}}\n</tool_call>'
+
+    fixtures = Path(__file__).parent / "fixtures" / "bfcl"
+    line, skipped, rows = render_rows(f"bfcl:simple_python@{fixtures}", str(hermes_model_dir), limit=1,
+                                      refine_rows=True, engine=Wrong())
+    rows = list(rows)
+    assert [r["kind"] for r in rows] == ["sft", "fix"]
+    sft, fix = rows
+    wrong = Wrong().answer("", None)
+    assert fix["prompt"].startswith(sft["prompt"] + wrong)  # the refine round continues the first prompt
+    assert fix["completion"] == sft["completion"]  # the gold, in the native format

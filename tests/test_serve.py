@@ -368,3 +368,50 @@ def test_cli_serve_with_key_from_the_environment(tiny_model_dir):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+# --- a model trained in its native format --------------------------------------------------------
+
+class HermesEngine(RecordingEngine):
+    """A Qwen2.5-like tokenizer (tests/chat_templates.py) and answers in Hermes <tool_call> blocks."""
+
+    name = "hermes"
+
+    def __init__(self) -> None:
+        from chat_templates import build_hermes_tokenizer
+
+        super().__init__()
+        self.tokenizer = build_hermes_tokenizer()
+
+    def answer(self, prompt: str, params) -> str:
+        return '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n</tool_call>'
+
+
+@pytest.mark.parametrize("answer_format", ["auto", "pythonic"])
+def test_native_answers_and_history_are_served_in_the_models_own_format(answer_format):
+    engine = HermesEngine()
+    app = create_app(engine, ServeConfig(served_model_name=MODEL, answer_format=answer_format, batch_wait_ms=2))
+    messages = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "18 C"},
+        {"role": "user", "content": "And in Paris?"},
+    ]
+    with ServerThread(app) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key="none", max_retries=0)
+        r = client.chat.completions.create(model=MODEL, messages=messages, tools=[WEATHER])
+    app.state.engine.close()
+    first = engine.prompts[0]
+    if answer_format == "auto":  # native: the template's tools section and its own call syntax
+        assert "# Tools" in first and "func_name1" not in first
+        assert '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call>' in first
+        assert "<tool_response>\n18 C\n</tool_response>" in first
+        [call] = r.choices[0].message.tool_calls
+        assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "c"}
+        # the refinement round repeated the call: the second prompt extends the first by the answer
+        assert engine.prompts[1].startswith(first + engine.answer(first, None))
+        assert r.model_extra["refinement"]["stop_reason"] == "converged"
+    else:  # pythonic: one instruction, ToolACE's, and the history in pythonic syntax
+        assert "func_name1" in first and "# Tools" not in first
+        assert '[get_weather(city="Rome")]' in first

@@ -1,4 +1,4 @@
-"""The answer format of a run (prompts.answer_format) on templates that behave like the families users
+"""Tests for answer_format.py: the answer format of a run (prompts.answer_format) on templates that behave like the families users
 train: Qwen2.5-style Hermes calls and Llama-3.1-style JSON calls (tests/chat_templates.py), beside the
 plain ChatML of the embedded model.
 

@@ -1,6 +1,6 @@
-"""Tests for answer_format.py: the answer format of a run (prompts.answer_format) on templates that behave like the families users
-train: Qwen2.5-style Hermes calls and Llama-3.1-style JSON calls (tests/chat_templates.py), beside the
-plain ChatML of the embedded model.
+"""Tests for answer_format.py: the answer format of a run (prompts.answer_format) on templates that
+behave like the families users train, Qwen2.5-style Hermes calls and Llama-3.1-style JSON calls
+(tests/chat_templates.py), beside the plain ChatML of the embedded model.
 
 What must hold: the model is told one format; gold calls are written the way the template writes an
 assistant `tool_calls` turn and parse back to the same calls; refine rounds keep the model's own bytes and

@@ -141,6 +141,31 @@ def tool_calls_message(calls: Sequence[ToolCall], content: str = "") -> dict[str
         {"type": "function", "function": {"name": c.name, "arguments": dict(c.arguments)}} for c in calls]}
 
 
+# --- the template we render with ------------------------------------------------------------------
+
+# A model folder written by a run carries its trained prompt as a wrapper around the base template
+# (servable.py); these comments delimit the wrapper. Rendering here always uses the base template, so a
+# later iteration renders exactly as the first and nothing is added twice.
+WRAPPER_BEGIN = "{#- toolace-r: the prompt this model was trained with (docs/serving.md) -#}"
+WRAPPER_END = "{#- toolace-r: end of the trained prompt; the base chat template follows -#}"
+
+
+def base_template(template: str) -> str:
+    """`template` without the trained-prompt wrapper a run's model folder adds (unchanged if it has none)."""
+    if template.startswith(WRAPPER_BEGIN) and WRAPPER_END in template:
+        return template[template.index(WRAPPER_END) + len(WRAPPER_END):]
+    return template
+
+
+def apply_template(tokenizer: Any, chat: list[dict[str, Any]], **kwargs: Any) -> str:
+    """`tokenizer.apply_chat_template(chat, tokenize=False, ...)` with the base template: a wrapped one is
+    unwrapped, any other is left to the tokenizer (which may pick a named template for tools)."""
+    template = tokenizer.chat_template if isinstance(getattr(tokenizer, "chat_template", None), str) else None
+    if template is not None and template.startswith(WRAPPER_BEGIN):
+        kwargs["chat_template"] = base_template(template)
+    return tokenizer.apply_chat_template(chat, tokenize=False, **kwargs)
+
+
 # --- resolution ----------------------------------------------------------------------------------
 
 _RESOLVED: dict[tuple, tuple[Any, AnswerFormat]] = {}
@@ -203,10 +228,9 @@ def native_call_text(tokenizer: Any, calls: Sequence[ToolCall], template_kwargs:
     up to (not including) its end-of-turn token. Raises whatever the template raises."""
     kwargs = dict(template_kwargs or {})
     tools = [_PROBE_TOOL]
-    prompt = tokenizer.apply_chat_template(PROBE_MESSAGES, tools=tools, tokenize=False,
-                                           add_generation_prompt=True, **kwargs)
-    full = tokenizer.apply_chat_template([*PROBE_MESSAGES, tool_calls_message(calls)], tools=tools,
-                                         tokenize=False, add_generation_prompt=False, **kwargs)
+    prompt = apply_template(tokenizer, PROBE_MESSAGES, tools=tools, add_generation_prompt=True, **kwargs)
+    full = apply_template(tokenizer, [*PROBE_MESSAGES, tool_calls_message(calls)], tools=tools,
+                          add_generation_prompt=False, **kwargs)
     if not full.startswith(prompt):
         raise ValueError("the chat template renders the conversation with a tool-call answer so that it does not "
                          "start with the generation prompt")

@@ -25,6 +25,7 @@ from toolace_r.answer_format import (  # noqa: F401  (TOOLACE_SYSTEM_PROMPT: par
     TOOLACE_SYSTEM_PROMPT,
     AnswerFormat,
     PROBE_MESSAGES,
+    apply_template,
     check_settings,
     cut_after_end_of_turn,
     resolve,
@@ -208,13 +209,8 @@ def refine_turn(cfg: PromptConfig, feedback: str | None = None) -> str:
 
 def _apply(tokenizer: Any, chat: list[dict[str, Any]], tools: Sequence[Any], cfg: PromptConfig,
            add_generation_prompt: bool, fmt: AnswerFormat) -> str:
-    return tokenizer.apply_chat_template(
-        chat,
-        tools=[_template_tool(t) for t in tools] if fmt.native and tools else None,
-        tokenize=False,
-        add_generation_prompt=add_generation_prompt,
-        **cfg.chat_template_kwargs,
-    )
+    return apply_template(tokenizer, chat, tools=[_template_tool(t) for t in tools] if fmt.native and tools else None,
+                          add_generation_prompt=add_generation_prompt, **cfg.chat_template_kwargs)
 
 
 def _chat(tokenizer: Any, tools: Sequence[Any], messages: Sequence[dict[str, Any]],

@@ -131,7 +131,7 @@ class Pipeline:
         # The same training stage as the ToolACE-R iterations (launcher, checkpoint resume included).
         stage = train_stage("control", self.base_model, rows, sft_cfg, inputs, cfg.progress,
                             f"[control] plain SFT on {len(rows)} rows of the pool ({info['train_tokens']} tokens, "
-                            f"target {target})")
+                            f"target {target})", prompt_cfg=cfg.training.prompt)
         self.dir.run(dataclasses.replace(stage, key="control", record=lambda result, seconds: {
             "seconds": round(seconds, 2), "train_tokens": info["train_tokens"], "rows": len(rows),
             "target_tokens": target}))

@@ -179,6 +179,8 @@ class SFTStageConfig:
     gradient_checkpointing: bool = False
     save_steps: int = 50
     save_total_limit: int = 2
+    # A LoRA run's model folder also holds the adapter (model/adapter/), to share or apply elsewhere.
+    keep_adapter: bool = True
     logging_steps: int = 1
     seed: int = 0
     num_threads: int | None = None

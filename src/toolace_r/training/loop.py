@@ -34,11 +34,12 @@ PHASES = ("sample", "select", "corpus", "train", "eval")
 
 
 def train_stage(where: str, model_dir: str, rows: list, sft_cfg: Any, config: Mapping[str, Any], progress: bool,
-                note: str = "") -> Stage:
+                note: str = "", prompt_cfg: Any = None) -> Stage:
     """Fine-tune `model_dir` on where/corpus.jsonl (its `rows`) into where/model; train.json is the result.
 
     A restart continues from the trainer's last checkpoint only if it trained on these same inputs
-    (docs/method.md#sft). An empty corpus trains nothing: the model is unchanged.
+    (docs/method.md#sft). An empty corpus trains nothing: the model is unchanged. The model folder gets
+    the chat template of the prompt `prompt_cfg` trained with (servable.py), so it serves as it learned.
     """
     def work(d: Path, inputs: dict) -> dict[str, Any]:
         if not rows:
@@ -49,6 +50,11 @@ def train_stage(where: str, model_dir: str, rows: list, sft_cfg: Any, config: Ma
             shutil.rmtree(d / "checkpoints")  # checkpoints of other inputs must not be resumed
         write_json(d / "train.inputs.json", inputs, indent=None)
         result = launch.train(model_dir, rows, d / "corpus.jsonl", d, sft_cfg, resume=same, progress=progress)
+        from transformers import AutoTokenizer
+
+        from toolace_r.servable import write_chat_template
+
+        write_chat_template(d / "model", AutoTokenizer.from_pretrained(model_dir), prompt_cfg)
         return {"train.json": {**result, "model_dir": str(d / "model")}}
 
     return Stage("train", where, ["train.json"] + (["model"] if rows else []), work,
@@ -150,6 +156,9 @@ class TrainingRun:
                        "final_model": str(model_dir), "final_selection": prev_sel["selected"] if prev_sel else []}
             write_json(self.root / "summary.json", summary)
             write_json(self.root / "manifest.json", self.manifest)
+            from toolace_r.servable import write_run_cards
+
+            write_run_cards(self.root, self.cfg, summary, self.base_model, len(self.eval_examples) or None)
             try:
                 plot_summary(summary, self.root / "summary.png")
             except Exception as exc:  # a figure is a convenience; the JSON above is the record
@@ -208,7 +217,8 @@ class TrainingRun:
 
         # train (docs/method.md#sft)
         train = self.dir.run(train_stage(where, model_in, rows, cfg.sft, {"model": model_hash}, self.progress,
-                                         f"[iter {it}] training on {len(rows)} examples ({metrics['corpus']})"))
+                                         f"[iter {it}] training on {len(rows)} examples ({metrics['corpus']})",
+                                         prompt_cfg=cfg.prompt))
         metrics.update(train_loss=train["train_loss"], train_steps=train["steps"])
         model_out = train["model_dir"]
 

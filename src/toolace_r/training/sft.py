@@ -5,7 +5,8 @@ as the engines tokenize prompts (no special tokens added: a template that writes
 as TRL's own tokenizer call would add for Llama-style tokenizers), and the completion tokens are marked; TRL
 then sets the labels of every other token to -100 (`completion_only_loss=True`), so the loss covers the
 answer tokens only. The stage ends with a plain
-checkpoint (adapters merged into the weights, tokenizer beside it) that the next iteration samples from.
+checkpoint (adapters merged into the weights, tokenizer beside it, the adapter itself in adapter/ unless
+`sft.keep_adapter` is off) that the next iteration samples from.
 
 The same code runs under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-3; see training/launch.py): the
 Trainer shards batches over the ranks; at the end every rank takes part in gathering the weights
@@ -34,6 +35,7 @@ from .config import SFTStageConfig
 log = logging.getLogger(__name__)
 
 FINETUNE = ("lora", "full")
+ADAPTER_DIR = "adapter"  # in a model folder: the LoRA adapter its merged weights came from (sft.keep_adapter)
 SEAL = "checkpoint.sealed.json"  # in checkpoint-N/: the checkpoint is whole (see the module docstring)
 _CHECKPOINT_DIR = re.compile(r"^checkpoint-(\d+)$")
 
@@ -258,10 +260,16 @@ def train_sft(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Pa
 def _save_single(trainer, work_dir: str | Path, cfg: SFTStageConfig) -> None:
     """One process holds the whole model: merge in memory and write the folder."""
     model = trainer.model
+    adapter = None
     if cfg.finetune == "lora":
+        if cfg.keep_adapter:  # the adapter alone, before merging changes the weights in place
+            adapter = _fresh(Path(work_dir) / ".adapter.tmp")
+            model.save_pretrained(adapter)
         model = model.merge_and_unload()
     tmp = _fresh(Path(work_dir) / ".model.tmp")
     model.save_pretrained(tmp)
+    if adapter is not None:
+        adapter.rename(tmp / ADAPTER_DIR)
     _finish_model_dir(trainer, tmp, Path(work_dir) / "model")
 
 
@@ -284,7 +292,11 @@ def _save_distributed(trainer, model_dir: str, work_dir: str | Path, cfg: SFTSta
             merged = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
             tmp = _fresh(work / ".model.tmp")
             merged.save_pretrained(tmp)
-            shutil.rmtree(saved)
+            if cfg.keep_adapter:
+                (saved / "training_args.bin").unlink(missing_ok=True)
+                saved.rename(tmp / ADAPTER_DIR)
+            else:
+                shutil.rmtree(saved)
             saved = tmp
         _finish_model_dir(trainer, saved, work / "model")
     trainer.accelerator.wait_for_everyone()  # no rank returns before the folder is there

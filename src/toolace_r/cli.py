@@ -410,6 +410,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if report else 1
 
 
+# --- push ----------------------------------------------------------------------------------------
+
+def _add_push(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("push", help="upload a run's final model, its LoRA adapter or its training corpora to the "
+                                    "Hugging Face Hub")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a training or demo run directory, or a model folder")
+    p.add_argument("--repo-id", required=True, help="the Hub repository, e.g. you/qwen2.5-7b-toolace-r")
+    p.add_argument("--what", default="model", choices=["model", "adapter", "corpus"],
+                   help="model (weights, tokenizer, trained chat template, model card; default), adapter "
+                        "(the LoRA adapter alone) or corpus (each iteration's corpus as TRL rows, a dataset repo)")
+    p.add_argument("--private", action="store_true", help="create the repository as private")
+    p.add_argument("--token", default=None, help="a Hub token (default: $HF_TOKEN or `hf auth login`'s)")
+    p.set_defaults(func=_cmd_push)
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    from toolace_r.push import push
+
+    url = push(args.run_dir, args.repo_id, what=args.what, private=args.private, token=args.token)
+    sys.stdout.write(f"pushed {args.what} to {args.repo_id}: {url}\n")
+    return 0
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_parse,
     _add_data,
@@ -419,6 +442,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_demo,
     add_serve,
+    _add_push,
 ]
 
 

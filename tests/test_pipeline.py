@@ -146,6 +146,12 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert "| toolace_r@1 | adaptive |" in md and "**beats**" in md and "**a net gain**" in md
     assert (out / "report.png").stat().st_size > 1000
     assert (out / "eval" / "control" / "fixed_3" / "traces.jsonl").exists()
+    # the final model's card carries the arms' held-out scores from this report
+    card = (out / "toolace_r" / "iter_1" / "model" / "README.md").read_text()
+    assert "This is the run's final model." in card
+    assert f"| toolace_r@1 | refine adaptive | {tr['adaptive']['accuracy']:.3f} | 3 |" in card
+    assert f"| control | single pass | {control['none']['accuracy']:.3f} | 3 |" in card
+    assert "control (plain SFT)" in (out / "control" / "model" / "README.md").read_text()
 
     # a rerun of a finished pipeline runs no model and rewrites the same report
     before = EvalEngine.calls

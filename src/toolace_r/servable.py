@@ -120,7 +120,7 @@ def model_card(*, name: str, base_model: str, model_dir: str, tokenizer: Any, pr
                data_train: str | None, settings: dict[str, Any], scores: Sequence[dict[str, Any]],
                note: str = "") -> str:
     """README.md for a model folder: Hub metadata, what the model sees and emits, how to serve it, how
-    it was trained and what it scored (`scores`: {"model", "iteration", "accuracy", "items"} rows from the
+    it was trained and what it scored (`scores`: {"model", "setting", "accuracy", "items"} rows from the
     run's own eval files; empty when the run evaluated nothing)."""
     fmt = answer_format(tokenizer, prompt_cfg)
     meta = {"base_model": base_model, "library_name": "transformers", "pipeline_tag": "text-generation",
@@ -147,13 +147,12 @@ def model_card(*, name: str, base_model: str, model_dir: str, tokenizer: Any, pr
     lines += [f"- {k}: {v}" for k, v in settings.items()]
     lines += ["", "## Scores", ""]
     if scores:
-        lines += ["Held-out accuracy of the run's models, from the run's own evaluation files "
-                  "(greedy, single pass, BFCL semantics):", "", "| model | iteration | accuracy | items |",
-                  "|---|---|---|---|"]
+        lines += ["Held-out accuracy of the run's models, from the run's own evaluation files (greedy, "
+                  "BFCL semantics):", "", "| model | setting | accuracy | items |", "|---|---|---|---|"]
         for row in scores:
             acc = row.get("accuracy")
-            lines.append(f"| {row['model']} | {row.get('iteration', '')} | "
-                         f"{'' if acc is None else f'{acc:.3f}'} | {row.get('items', '')} |")
+            lines.append(f"| {row['model']} | {row.get('setting', '')} | "
+                         f"{'' if acc is None else f'{acc:.3f}'} | {row.get('items') or ''} |")
     else:
         lines.append("The run evaluated no held-out set (set `data.eval` to score each iteration).")
     if note:
@@ -167,20 +166,24 @@ def write_model_card(model_dir: str | Path, text: str) -> Path:
     return path
 
 
+SINGLE_PASS = "single pass"
+
+
 def write_run_cards(run_dir: str | Path, cfg: Any, summary: dict[str, Any], base_model: str,
-                    eval_items: int | None = None) -> list[Path]:
+                    eval_items: int | None = None, extra_scores: Sequence[dict[str, Any]] = ()) -> list[Path]:
     """A model card in every model folder a training run wrote (`training.loop`), with the run's scores
-    (summary.json: the base model's and each iteration's held-out accuracy, when data.eval was set)."""
+    (summary.json: the base model's and each iteration's held-out accuracy, when data.eval was set) and
+    `extra_scores` (the pipeline's arms under each refine policy)."""
     from transformers import AutoTokenizer
 
     root = Path(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(base_model)
     scores: list[dict[str, Any]] = []
     if summary.get("base_eval") is not None:
-        scores.append({"model": "base", "iteration": "", "accuracy": summary["base_eval"], "items": eval_items})
+        scores.append({"model": "base", "setting": SINGLE_PASS, "accuracy": summary["base_eval"], "items": eval_items})
     for m in summary.get("iterations", []):
         if m.get("eval") is not None:
-            scores.append({"model": f"iter_{m['iteration']}", "iteration": m["iteration"], "accuracy": m["eval"],
+            scores.append({"model": f"iter_{m['iteration']}", "setting": SINGLE_PASS, "accuracy": m["eval"],
                            "items": eval_items})
     settings = {"iterations trained": sum(1 for m in summary.get("iterations", []) if m.get("train_steps")),
                 "stopped": summary.get("stop_reason"),
@@ -191,6 +194,7 @@ def write_run_cards(run_dir: str | Path, cfg: Any, summary: dict[str, Any], base
                                + f", lr {cfg.sft.learning_rate}, {cfg.sft.epochs} epoch(s) per iteration"}
     written = []
     final = str(summary.get("final_model") or "")
+    scores = [*scores, *extra_scores]
     for m in summary.get("iterations", []):
         folder = root / f"iter_{m['iteration']}" / "model"
         if not (folder / "config.json").exists():

@@ -83,8 +83,28 @@ class Pipeline:
             from .report import write_report
 
             report = write_report(self.root, cfg, arms, self.examples, summary, self.dir.manifest())
+            self._cards(summary, report)
             self.echo(f"report: {self.root / 'report.md'}")
             return report
+
+    def _cards(self, summary: dict[str, Any], report: dict[str, Any]) -> None:
+        """The arms' held-out scores in the model cards of the ToolACE-R iterations and of the control."""
+        from transformers import AutoTokenizer
+
+        from toolace_r.servable import model_card, write_model_card, write_run_cards
+
+        scores = arm_scores(report)
+        training = self.cfg.training
+        write_run_cards(self.root / "toolace_r", training, summary, self.base_model, extra_scores=scores)
+        control = self.root / "control" / "model"
+        if (control / "config.json").exists():
+            write_model_card(control, model_card(
+                name=f"{Path(self.cfg.model).name} · toolace-r control (plain SFT)", base_model=self.cfg.model,
+                model_dir=str(control), tokenizer=AutoTokenizer.from_pretrained(self.base_model),
+                prompt_cfg=training.prompt, data_train=training.data.train,
+                settings={"arm": "control: plain SFT on gold answers of the whole pool, as many training tokens "
+                                 "as the ToolACE-R run"},
+                scores=scores, note="The control arm of a toolace-r comparison, not the method's model."))
 
     def _toolace_r(self) -> dict[str, Any]:
         training = to_dict(self.cfg.training)
@@ -163,6 +183,17 @@ class Pipeline:
                         "accuracy": pooled["final_accuracy"]}
 
             self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record))
+
+
+def arm_scores(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report's held-out accuracy of every arm under every policy, as model-card rows."""
+    rows = []
+    for arm, policies in report.get("grid", {}).items():
+        for policy, cell in policies.items():
+            setting = "single pass" if policy == "none" else f"refine {policy}"
+            rows.append({"model": arm, "setting": setting, "accuracy": cell.get("accuracy"),
+                         "items": cell.get("examples")})
+    return rows
 
 
 def with_overrides(section: Any, overrides: dict[str, Any]) -> Any:

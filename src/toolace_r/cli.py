@@ -241,6 +241,10 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=32,
                    help="items taken through every round together (the hf prefix cache holds ~40 sequences)")
     _answer_format_argument(p)
+    p.add_argument("--instruction", default="toolace", choices=["toolace", "bfcl"],
+                   help="what opens a pythonic prompt: toolace (ToolACE's system prompt and the tool list, default) or "
+                        "bfcl (BFCL's own prompt-mode system prompt, read from the installed bfcl-eval: scores "
+                        "comparable with BFCL's prompt-mode leaderboard rows; see docs/bfcl.md)")
     add_engine_arguments(p)
 
 
@@ -252,7 +256,8 @@ def _refine_config(args: argparse.Namespace):
     stop = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in args.stop]
     return RefineConfig.from_options(args.refine, args.max_rounds, guard=args.guard, stop=stop,
                                      max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-                                     prompt=PromptConfig(answer_format=args.answer_format))
+                                     prompt=PromptConfig(answer_format=args.answer_format,
+                                                         instruction=args.instruction))
 
 
 def _cmd_eval_model(args: argparse.Namespace) -> int:

@@ -45,6 +45,13 @@ def predictions(categories: list[str], limit: int | None, seed: int) -> list[dic
         other = [c for c in options if not c["kind"].startswith("gold")] or options
         pick = rng.choice(gold if gold and i % 2 == 0 else other)
         out.append({"id": item_id, "category": pick["category"], "kind": pick["kind"], "result": pick["result"]})
+    # An item the generator made nothing for (a relevance item without functions): a refusal, so that
+    # every item has a prediction and both sides score the same set.
+    for cat in categories:
+        for item in cases_mod.load_items(cat)[:limit]:
+            if item["id"] not in by_id:
+                out.append({"id": item["id"], "category": cat, "kind": "refusal",
+                            "result": "None of the functions can answer this."})
     return out
 
 

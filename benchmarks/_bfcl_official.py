@@ -72,8 +72,10 @@ def _copy_installed_package(python: Path) -> None:
     shutil.copytree(source, Path(site) / "bfcl_eval", ignore=shutil.ignore_patterns("__pycache__"))
 
 
-def run_worker(mode: str, cases: Path, out: Path, extra: list[str] | None = None) -> None:
-    """Run the official worker in its venv: `mode` is "check" (verdicts) or "time" (speed)."""
+def run_worker(mode: str, cases: Path, out: Path, extra: list[str] | None = None,
+               env: dict[str, str] | None = None) -> None:
+    """Run the official worker in its venv: `mode` is "check" (verdicts), "time" (speed), "inline" or
+    "evaluate" (the official evaluator on a result folder); `env`: variables added for it."""
     python = ensure_venv()
     cmd = [str(python), str(WORKER), mode, str(cases), str(out), *(extra or [])]
-    subprocess.run(cmd, check=True)
+    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})

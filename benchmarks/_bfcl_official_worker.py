@@ -3,6 +3,10 @@
     python _bfcl_official_worker.py check CASES.jsonl OUT.jsonl
     python _bfcl_official_worker.py time  CASES.jsonl OUT.json [REPEATS]
     python _bfcl_official_worker.py inline CASES.jsonl OUT.jsonl   (cases carrying functions + key)
+    python _bfcl_official_worker.py evaluate RESULT_DIR OUT.json MODEL CATEGORIES
+        (`bfcl evaluate --model MODEL --test-category CATEGORIES --result-dir RESULT_DIR --partial-eval`
+        through its own entry point, eval_runner.main; OUT.json: the accuracy of each category's score
+        file, and the leaderboard step's crash if any. Set BFCL_PROJECT_ROOT to a scratch folder.)
 
 CASES lines: {"case": n, "id": <BFCL id>, "category": <category>, "result": <raw model text>}.
 `check` writes one line per case: {"case", "valid", "error_type", "decoded", "crash"}, using the
@@ -27,7 +31,7 @@ import types
 # pandas...) but that the decode+check path never calls. Each becomes a permissive stand-in.
 STUBBED = {
     "anthropic", "tree_sitter", "tree_sitter_java", "tree_sitter_javascript", "filelock", "tenacity",
-    "overrides", "cohere", "openai", "google", "httpx", "requests", "mistralai", "boto3", "qwen_agent",
+    "cohere", "openai", "google", "httpx", "requests", "mistralai", "boto3", "qwen_agent",
     "writerai", "datamodel_code_generator", "numpy", "pandas", "dotenv", "tqdm",
 }
 
@@ -96,6 +100,18 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 sys.meta_path.insert(0, _StubFinder())
+
+# overrides decorates the handlers' methods (decode_ast...): its decorators must hand them back unchanged,
+# or `evaluate` (which builds the model's real handler) would call a stand-in.
+_overrides = types.ModuleType("overrides")
+_overrides.override = _overrides.final = lambda f: f  # type: ignore[attr-defined]
+_overrides.EnforceOverrides = type("EnforceOverrides", (), {})  # type: ignore[attr-defined]
+sys.modules.setdefault("overrides", _overrides)
+
+# tqdm wraps the evaluator's loops: a stand-in must hand the iterable back.
+_tqdm = types.ModuleType("tqdm")
+_tqdm.tqdm = lambda iterable=None, *args, **kwargs: iterable  # type: ignore[attr-defined]
+sys.modules.setdefault("tqdm", _tqdm)
 
 from bfcl_eval.constants.enums import Language, ReturnFormat  # noqa: E402
 from bfcl_eval.eval_checker import eval_runner  # noqa: E402
@@ -229,13 +245,42 @@ def cmd_time(cases_path, out_path, repeats):
         json.dump({"seconds_by_kind": best, "repeats": repeats}, out)
 
 
+def cmd_evaluate(result_dir, out_path, model, categories):
+    """The official evaluator's entry point on a result folder; the score files' headers read back."""
+    import traceback
+    from pathlib import Path
+
+    from bfcl_eval.utils import get_directory_structure_by_category
+
+    cats = [c for c in categories.split(",") if c]
+    score_dir = Path(out_path).resolve().parent / "bfcl_score"
+    crash = None
+    try:
+        eval_runner.main([model], cats, str(Path(result_dir).resolve()), str(score_dir), partial_eval=True)
+    except Exception as exc:  # noqa: BLE001 - the leaderboard CSV step needs pandas (stubbed); scores are written first
+        crash = f"{type(exc).__name__}: {exc} | " + traceback.format_exc().strip().splitlines()[-3].strip()
+    scores = {}
+    for cat in cats:
+        path = (score_dir / model.replace("/", "_") / get_directory_structure_by_category(cat)
+                / f"BFCL_v4_{cat}_score.json")
+        if path.exists():
+            with open(path, encoding="utf-8") as fh:
+                header = json.loads(fh.readline())
+            scores[cat] = {"accuracy": header["accuracy"], "correct": header["correct_count"],
+                           "total": header["total_count"], "score_file": str(path)}
+    with open(out_path, "w") as out:
+        json.dump({"scores": scores, "crash": crash}, out, indent=1)
+
+
 if __name__ == "__main__":
     mode, cases_arg, out_arg = sys.argv[1:4]
-    if mode == "check":
+    if mode == "evaluate":
+        cmd_evaluate(cases_arg, out_arg, sys.argv[4], sys.argv[5])
+    elif mode == "check":
         cmd_check(cases_arg, out_arg)
     elif mode == "inline":
         cmd_inline(cases_arg, out_arg)
     elif mode == "time":
         cmd_time(cases_arg, out_arg, int(sys.argv[4]) if len(sys.argv) > 4 else 3)
     else:
-        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time)")
+        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time, evaluate)")

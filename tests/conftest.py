@@ -199,3 +199,40 @@ def golden(request: pytest.FixtureRequest) -> Callable[[str, str], None]:
         assert text == expected, f"rendered text differs from {path} (rerun with --update-golden if intended)"
 
     return check
+
+
+# Modules that bfcl_eval.model_handler.utils imports for other handlers (Java/JS parsers, API retries)
+# and that a `pip install --no-deps bfcl-eval` lacks; the prompt functions never use them.
+_BFCL_HANDLER_ONLY_DEPS = ("tree_sitter", "tree_sitter_java", "tree_sitter_javascript", "tenacity")
+
+
+@pytest.fixture
+def bfcl_handler_utils(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    """BFCL's own `bfcl_eval.model_handler.utils` (skipped without bfcl-eval): stand-ins for its
+    handler-only dependencies when they are absent, and BFCL's project root (where importing it creates
+    result/ and score/ folders) in tmp_path."""
+    import importlib
+    import importlib.util
+    import sys
+    import types
+
+    if importlib.util.find_spec("bfcl_eval") is None:
+        pytest.skip("bfcl-eval is not installed")
+    monkeypatch.setenv("BFCL_PROJECT_ROOT", str(tmp_path / "bfcl_root"))
+
+    class _Anything:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __call__(self, *args, **kwargs):
+            return args[0] if len(args) == 1 and callable(args[0]) and not kwargs else self
+
+        def __getattr__(self, name):
+            return _Anything()
+
+    for name in _BFCL_HANDLER_ONLY_DEPS:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
+            module = types.ModuleType(name)
+            module.__getattr__ = lambda attr: _Anything()  # type: ignore[method-assign]
+            monkeypatch.setitem(sys.modules, name, module)
+    return importlib.import_module("bfcl_eval.model_handler.utils")

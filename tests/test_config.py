@@ -65,7 +65,7 @@ def test_report_goals_are_config():
     configs = Path(__file__).resolve().parents[1] / "configs"
     for name in ("demo.yaml", "demo_quick.yaml"):
         assert load_config(PipelineConfig, configs / name).goals == GoalsConfig(True, True, 1.5)
-    row = {"accuracy": 0.5, "overall": 0.5, "fixes": 2, "breaks": 1, "compute_ratio": 1.8, "wall_ratio": 2.0}
+    row = {"accuracy": 0.5, "summary": 0.5, "fixes": 2, "breaks": 1, "compute_ratio": 1.8, "wall_ratio": 2.0}
     grid = {"toolace_r@1": {"none": row, "adaptive": row}, "control": {"none": {**row, "accuracy": 0.25}}}
     v = _verdicts(grid, "toolace_r@1", GoalsConfig())
     assert v["toolace_r_vs_control"]["beats"] and v["refinement"]["adaptive"]["within_cost"] is False

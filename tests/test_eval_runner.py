@@ -99,9 +99,27 @@ def test_aggregates_follow_bfcl_rules_over_present_categories():
     assert aggs["live"].accuracy == pytest.approx(19 / 100)  # count-weighted, not (0.9 + 0.111) / 2
     assert aggs["irrelevance"].accuracy == pytest.approx(0.7)
     assert aggs["relevance"].accuracy is None and aggs["relevance"].missing == ["live_relevance"]
-    assert aggs["overall"].parts == ["non_live", "live", "irrelevance"]
-    assert aggs["overall"].accuracy == pytest.approx((0.7 + 0.19 + 0.7) / 3)
-    assert aggs["overall"].missing == ["multi_turn", "relevance"]
+    # not every category of BFCL's (single-turn) overall: a partial mean, never named overall
+    assert "overall" not in aggs
+    assert aggs["partial_mean"].parts == ["non_live", "live", "irrelevance"]
+    assert aggs["partial_mean"].accuracy == pytest.approx((0.7 + 0.19 + 0.7) / 3)
+    assert aggs["partial_mean"].missing == ["parallel", "parallel_multiple", "live_parallel",
+                                            "live_parallel_multiple"]
+
+
+def test_overall_only_when_the_single_turn_python_scope_is_complete():
+    from toolace_r.evaluation.runner import OVERALL_SCOPE
+
+    full = {c: (1, 2) for c in OVERALL_SCOPE}
+    aggs = aggregate(_scores(**full, live_relevance=(0, 5)))
+    assert "partial_mean" not in aggs
+    assert aggs["overall"].accuracy == pytest.approx(0.5) and aggs["overall"].missing == []
+    assert aggs["overall"].parts == ["non_live", "live", "irrelevance"]  # relevance is not in BFCL v4's overall
+    assert "multi_turn" in aggs["overall"].rule and "agentic" in aggs["overall"].rule
+    del full["live_parallel"]
+    aggs = aggregate(_scores(**full))
+    assert "overall" not in aggs and aggs["partial_mean"].missing == ["live_parallel"]
+    assert len(OVERALL_SCOPE) == 10
 
 
 def test_aggregates_with_nothing_evaluated():
@@ -120,13 +138,16 @@ def test_write_outputs_writes_three_consistent_files(tmp_path):
         "accuracy": 0.5, "correct": 1, "total": 2, "missing_predictions": 1, "unscored": 0,
         "errors": {"missing_prediction": 1}}
     assert metrics["aggregates"]["irrelevance"]["accuracy"] == 1.0
-    assert metrics["aggregates"]["overall"]["accuracy"] == pytest.approx(0.75)
+    assert "overall" not in metrics["aggregates"]
+    assert metrics["aggregates"]["partial_mean"]["accuracy"] == pytest.approx(0.75)
     assert metrics["missing_prediction_ids"] == ["s2"] and metrics["unknown_prediction_ids"] == ["bogus"]
     rows = [json.loads(line) for line in paths["results"].read_text().splitlines()]
     assert [r["id"] for r in rows] == ["s1", "s2", "i1"]
     assert set(rows[0]) == {"id", "category", "valid", "error_type", "error", "bfcl_error_type", "calls"}
     report = paths["report"].read_text()
     assert "unweighted mean" in report and "count-weighted" in report
+    assert "mean of scored parts (not BFCL overall): non_live, irrelevance" in report
+    assert "| overall |" not in report
     assert "bogus" in report and "s2" in report and "missing_prediction" in report
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metrics.json", "report.md", "results.jsonl"]
 

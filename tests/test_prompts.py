@@ -246,3 +246,66 @@ def test_golden_embedded_model_tokenizer(embedded_model_dir, golden):
     prompt, completion = render_pair(tok, TOOLS, QUESTION, ANSWER_2)
     assert completion == ANSWER_2 + "<|im_end|>"
     assert tok.convert_tokens_to_ids("<|im_end|>") == tok(completion, add_special_tokens=False).input_ids[-1]
+
+
+# --- instruction: bfcl (BFCL's own prompt-mode system prompt) --------------------------------------
+
+BFCL = PromptConfig(answer_format="pythonic", instruction="bfcl")
+
+
+def _bfcl_expected(utils, tools, msgs):
+    """What BFCL's own prompt-mode handler makes of the same entry (its function, called here)."""
+    entry = [dict(m) for m in msgs]
+    return utils.system_prompt_pre_processing_chat_model(entry, [tool_schema(t) for t in tools], "simple_python_0")
+
+
+def test_bfcl_instruction_is_bfcls_own_prompt(bfcl_handler_utils):
+    from toolace_r.answer_format import _formulate_system_prompt
+    from bfcl_eval.constants import default_prompts
+
+    got = build_messages(TOOLS, QUESTION, cfg=BFCL)
+    assert got == _bfcl_expected(bfcl_handler_utils, TOOLS, QUESTION)
+    expected = bfcl_handler_utils.formulate_system_prompt(default_prompts.DEFAULT_SYSTEM_PROMPT_FORMAT,
+                                                          [tool_schema(t) for t in TOOLS])
+    assert got[0]["content"] == expected
+    assert TOOLACE_SYSTEM_PROMPT not in got[0]["content"] and tools_json(TOOLS) not in got[0]["content"]
+    # the --no-deps path (bfcl-eval's templates, its handler module not importable) gives the same text
+    assert _formulate_system_prompt(default_prompts, default_prompts.DEFAULT_SYSTEM_PROMPT_FORMAT,
+                                    [tool_schema(t) for t in TOOLS]) == expected
+
+
+def test_bfcl_instruction_merges_an_own_system_message_as_bfcl_does(bfcl_handler_utils):
+    msgs = [{"role": "system", "content": "Answer in French."}, *QUESTION]
+    assert build_messages(TOOLS, msgs, cfg=BFCL) == _bfcl_expected(bfcl_handler_utils, TOOLS, msgs)
+
+
+def test_bfcl_instruction_golden_and_auto_is_pythonic(chatml_tokenizer, golden, bfcl_handler_utils):
+    text = render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=BFCL)
+    golden("chatml_bfcl_instruction.txt", text)
+    auto = PromptConfig(instruction="bfcl")
+    assert answer_format(chatml_tokenizer, auto).name == "pythonic"
+    assert render_prompt(chatml_tokenizer, TOOLS, QUESTION, cfg=auto) == text
+
+
+@pytest.mark.parametrize("kwargs, setting", [
+    ({"answer_format": "native"}, "prompt.answer_format: native"),
+    ({"system_prompt": "Be brief."}, "prompt.system_prompt"),
+    ({"tools_in": "template"}, "prompt.tools_in: template"),
+])
+def test_bfcl_instruction_contradictions_name_the_setting(kwargs, setting):
+    with pytest.raises(ValueError, match=setting):
+        PromptConfig(instruction="bfcl", **kwargs)
+
+
+def test_unknown_instruction_is_refused():
+    with pytest.raises(ValueError, match="PromptConfig.instruction"):
+        PromptConfig(instruction="gorilla")
+
+
+def test_bfcl_instruction_without_bfcl_eval_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bfcl_eval", None)  # makes `import bfcl_eval...` raise ImportError
+    monkeypatch.setitem(sys.modules, "bfcl_eval.constants", None)
+    with pytest.raises(RuntimeError, match=r"pip install --no-deps bfcl-eval"):
+        build_messages(TOOLS, QUESTION, cfg=BFCL)

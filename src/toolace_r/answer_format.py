@@ -33,6 +33,10 @@ TOOLACE_SYSTEM_PROMPT = (
 
 
 ANSWER_FORMATS = ("auto", "pythonic", "native")
+# What opens the system message of a pythonic prompt (docs/bfcl.md#prompt): "toolace" (ToolACE's
+# instruction, then the tool list as one JSON line) or "bfcl" (BFCL's own prompt-mode system prompt, read
+# from the installed bfcl-eval package at run time, tool list included, as `bfcl generate` sends it).
+INSTRUCTIONS = ("toolace", "bfcl")
 
 # A conversation to render probes in (also prompts.refine_suffix's).
 PROBE_MESSAGES = [{"role": "user", "content": "<<toolace-r probe question>>"}]
@@ -49,6 +53,11 @@ def check_settings(cfg: Any) -> None:
     if cfg.answer_format not in ANSWER_FORMATS:
         raise ValueError(f"PromptConfig.answer_format: unknown value {cfg.answer_format!r}; "
                          f"known: {list(ANSWER_FORMATS)}")
+    instruction = getattr(cfg, "instruction", "toolace")
+    if instruction not in INSTRUCTIONS:
+        raise ValueError(f"PromptConfig.instruction: unknown value {instruction!r}; known: {list(INSTRUCTIONS)}")
+    if instruction == "bfcl":
+        _check_bfcl_settings(cfg)
     if cfg.answer_format == "pythonic" and cfg.tools_in == "template":
         raise ValueError(_CONTRADICTION_TEMPLATE)
     if cfg.answer_format == "native":
@@ -73,6 +82,65 @@ def _check_native_settings(cfg: Any) -> None:
             "prompt.answer_format: native trains the chat template's own call format; remove "
             "prompt.system_prompt (or write one without a format instruction), or set "
             "prompt.answer_format: pythonic")
+
+
+def _check_bfcl_settings(cfg: Any) -> None:
+    if cfg.answer_format == "native":
+        raise ValueError(
+            "prompt.instruction: bfcl is BFCL's prompt-mode system prompt, which asks for pythonic calls, while "
+            "prompt.answer_format: native trains and parses the chat template's own call format; set "
+            "prompt.answer_format: pythonic (or auto), or prompt.instruction: toolace")
+    if cfg.tools_in == "template":
+        raise ValueError(
+            "prompt.tools_in: template hands the tools to the chat template, while prompt.instruction: bfcl puts "
+            "them in BFCL's system prompt; set prompt.tools_in: auto (or system)")
+    if cfg.system_prompt is not None:
+        raise ValueError(
+            "prompt.system_prompt replaces the instruction, while prompt.instruction: bfcl asks for BFCL's own "
+            "system prompt; remove prompt.system_prompt, or set prompt.instruction: toolace")
+
+
+_BFCL_MISSING = ("prompt.instruction: bfcl reads BFCL's own system prompt from the bfcl-eval package, which is "
+                 "not installed; install it with `pip install --no-deps bfcl-eval` (or set prompt.instruction: "
+                 "toolace)")
+
+
+def bfcl_system_prompt(functions: Sequence[dict[str, Any]]) -> str:
+    """BFCL's prompt-mode system prompt for `functions` (BFCL-shaped {"name", "description", "parameters"}
+    dicts), as its prompt-mode handlers build it for a test entry without a format-sensitivity id:
+    `formulate_system_prompt(DEFAULT_SYSTEM_PROMPT_FORMAT, functions)` of the installed bfcl-eval.
+
+    A `--no-deps` install cannot import `bfcl_eval.model_handler.utils` (it imports tree-sitter and
+    tenacity for other handlers); then the same steps run on the package's own templates
+    (`bfcl_eval.constants.default_prompts`), so the text still comes from the installed version.
+    tests/test_prompts.py checks the two give the same text."""
+    try:
+        from bfcl_eval.constants import default_prompts
+    except ImportError as exc:
+        raise RuntimeError(_BFCL_MISSING) from exc
+    functions = [dict(f) for f in functions]
+    try:
+        from bfcl_eval.model_handler.utils import formulate_system_prompt
+    except ImportError:
+        return _formulate_system_prompt(default_prompts, default_prompts.DEFAULT_SYSTEM_PROMPT_FORMAT, functions)
+    return formulate_system_prompt(default_prompts.DEFAULT_SYSTEM_PROMPT_FORMAT, functions)
+
+
+def _formulate_system_prompt(dp: Any, config: str, functions: list[dict[str, Any]]) -> str:
+    """bfcl_eval.model_handler.utils.formulate_system_prompt's steps, on bfcl-eval's own templates."""
+    opts = dict(part.split("=", 1) for part in config.split("&"))
+    if opts.get("func_doc_fmt") != "json":
+        raise ValueError(f"BFCL's default prompt format {config!r} documents the functions as "
+                         f"{opts.get('func_doc_fmt')!r}; only json can be built without bfcl-eval's handler module")
+    style = dp.PROMPT_STYLE_TEMPLATES[opts["style"]]
+    ret = opts["ret_fmt"]
+    key = "tool_call_with_tag" if opts["tool_call_tag"] == "True" else "tool_call_no_tag"
+    tool_call_format = style[key].format(output_format=dp.OUTPUT_FORMAT_MAPPING[ret],
+                                         param_types=dp.PARAM_TYPE_MAPPING[ret])
+    available_tools = style["available_tools"].format(format="json", functions=json.dumps(functions, indent=4))
+    return dp.PROMPT_TEMPLATE_MAPPING[opts["prompt_fmt"]].format(
+        persona=style["persona"], task=style["task"], tool_call_format=tool_call_format,
+        multiturn_behavior=style["multiturn_behavior"], available_tools=available_tools)
 
 
 # The part of ToolACE's prompt that names its call syntax: a system prompt holding it asks for pythonic.
@@ -182,6 +250,8 @@ def resolve(tokenizer: Any, cfg: Any) -> AnswerFormat:
         if cfg.answer_format == "native":
             raise ValueError("prompt.answer_format: native needs the model's tokenizer to render its chat template")
         return AnswerFormat("pythonic", "pythonic", True, _system_prompt(cfg, native=False))
+    if getattr(cfg, "instruction", "toolace") == "bfcl":  # BFCL's prompt asks for pythonic calls: auto is pythonic
+        return AnswerFormat("pythonic", "pythonic", True, _system_prompt(cfg, native=False))
     template = tokenizer.get_chat_template()
     key = (id(tokenizer), template, cfg.answer_format, cfg.tools_in, cfg.system_prompt,
            json.dumps(cfg.chat_template_kwargs, sort_keys=True, default=str))
@@ -220,6 +290,8 @@ def _resolve(tokenizer: Any, cfg: Any) -> AnswerFormat:
 def _system_prompt(cfg: Any, native: bool) -> str:
     if cfg.system_prompt is not None:
         return cfg.system_prompt
+    if getattr(cfg, "instruction", "toolace") == "bfcl":
+        return ""  # BFCL's prompt holds the tool list: prompts.system_content builds it per example
     return "" if native else TOOLACE_SYSTEM_PROMPT
 
 

@@ -196,6 +196,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parser", default="bfcl", choices=["bfcl", "hermes", "json", "auto"],
                    help="with --predictions: how answer text decodes: bfcl (BFCL's prompt-mode decoder, pythonic; "
                         "default), hermes (<tool_call> blocks), json (JSON call objects), auto (any of them)")
+    p.add_argument("--export-bfcl", metavar="DIR", default=None,
+                   help="also write the predictions as `bfcl generate` would, for `bfcl evaluate --result-dir DIR` "
+                        "(DIR/<model>/<non_live|live>/BFCL_v4_<category>_result.json; see docs/bfcl.md)")
+    p.add_argument("--bfcl-model-name", default=None, metavar="NAME",
+                   help="the model name of the --export-bfcl layout: a name in BFCL's model config whose handler "
+                        "decodes pythonic answers (default Team-ACE/ToolACE-2-8B, a prompt-mode entry)")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -207,6 +213,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     from toolace_r.files import writable_dir
 
+    _check_export_arguments(args)
     if args.model:
         return _cmd_eval_model(args)
     if not args.predictions:
@@ -214,12 +221,37 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     predictions = load_predictions(args.predictions)
     writable_dir(args.out, "--out")
-    result = evaluate_predictions(examples, predictions, None if args.parser == "bfcl" else args.parser)
+    if args.export_bfcl:
+        writable_dir(args.export_bfcl, "--export-bfcl")
+    fmt = None if args.parser == "bfcl" else args.parser
+    result = evaluate_predictions(examples, predictions, fmt)
     result.benchmark = args.benchmark
     paths = write_outputs(result, args.out)
     sys.stdout.write(render_table(result) + "\n")
     sys.stdout.write(f"wrote {paths['metrics']}, {paths['results']}, {paths['report']}\n")
+    # Answers BFCL's prompt-mode decoder would not read (another --parser) go out as their decoded calls.
+    _export_bfcl(args, examples, predictions, result if fmt is not None else None)
     return 0
+
+
+def _check_export_arguments(args: argparse.Namespace) -> None:
+    if args.bfcl_model_name is not None and not args.export_bfcl:
+        raise ValueError("--bfcl-model-name names the model of the --export-bfcl layout; give --export-bfcl DIR too")
+    if args.export_bfcl and args.benchmark != "bfcl":
+        raise ValueError(f"--export-bfcl writes BFCL's result layout; --benchmark is {args.benchmark!r}")
+
+
+def _export_bfcl(args: argparse.Namespace, examples: Any, predictions: dict[str, Any], decoded_from: Any) -> None:
+    """--export-bfcl: the predictions as BFCL result files (evaluation/bfcl_export.py)."""
+    if not args.export_bfcl:
+        return
+    from toolace_r.evaluation.bfcl_export import DEFAULT_MODEL_NAME, export_bfcl
+
+    decoded = None if decoded_from is None else {item.id: item.calls for item in decoded_from.items}
+    name = args.bfcl_model_name or DEFAULT_MODEL_NAME
+    paths = export_bfcl(examples, predictions, args.export_bfcl, name, decoded)
+    sys.stdout.write(f"exported {len(paths)} BFCL result file(s) for model {name} under {args.export_bfcl}: "
+                     f"score them with `bfcl evaluate --model {name} --result-dir {args.export_bfcl}`\n")
 
 
 def _refine_arguments(p: argparse.ArgumentParser) -> None:
@@ -241,6 +273,10 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=32,
                    help="items taken through every round together (the hf prefix cache holds ~40 sequences)")
     _answer_format_argument(p)
+    p.add_argument("--instruction", default="toolace", choices=["toolace", "bfcl"],
+                   help="what opens a pythonic prompt: toolace (ToolACE's system prompt and the tool list, default) or "
+                        "bfcl (BFCL's own prompt-mode system prompt, read from the installed bfcl-eval: scores "
+                        "comparable with BFCL's prompt-mode leaderboard rows; see docs/bfcl.md)")
     add_engine_arguments(p)
 
 
@@ -252,7 +288,8 @@ def _refine_config(args: argparse.Namespace):
     stop = [s.encode("latin-1", "backslashreplace").decode("unicode_escape") for s in args.stop]
     return RefineConfig.from_options(args.refine, args.max_rounds, guard=args.guard, stop=stop,
                                      max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-                                     prompt=PromptConfig(answer_format=args.answer_format))
+                                     prompt=PromptConfig(answer_format=args.answer_format,
+                                                         instruction=args.instruction))
 
 
 def _cmd_eval_model(args: argparse.Namespace) -> int:
@@ -269,6 +306,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     cfg = _refine_config(args)
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     writable_dir(args.out, "--out")  # before generating: nothing computed is lost to a wrong path
+    if args.export_bfcl:
+        writable_dir(args.export_bfcl, "--export-bfcl")
     sys.stderr.write(f"eval: {len(examples)} examples, model {args.model} ({args.engine} engine), "
                      f"refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
     with engine_from_args(args, model=args.model) as engine:
@@ -279,6 +318,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     report = write_refine_outputs(examples, result, args.out, run, args.benchmark)
     sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
     sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
+    finals = {t.id: t.final for t in result.traces}
+    _export_bfcl(args, examples, finals, report.scored if result.answer_format == "native" else None)
     return 0
 
 

@@ -26,6 +26,7 @@ from toolace_r.answer_format import (  # noqa: F401  (TOOLACE_SYSTEM_PROMPT: par
     AnswerFormat,
     PROBE_MESSAGES,
     apply_template,
+    bfcl_system_prompt,
     check_settings,
     cut_after_end_of_turn,
     resolve,
@@ -60,6 +61,10 @@ class PromptConfig:
     # "native" (the chat template's own tool-call format), "auto" (native when the template renders
     # an assistant message's tool_calls, else pythonic).
     answer_format: str = "auto"
+    # Which instruction opens a pythonic prompt (docs/bfcl.md#prompt): "toolace" (ToolACE's, then
+    # `tools_block`) or "bfcl" (BFCL's own prompt-mode system prompt with the tool list, read from the
+    # installed bfcl-eval; pythonic only, and an explicit system_prompt is then an error).
+    instruction: str = "toolace"
     # The instruction that opens the system message; None: the answer format's own (ToolACE's
     # instruction for pythonic; none for native, whose template instructs).
     system_prompt: str | None = None
@@ -116,6 +121,8 @@ def _template_tool(tool: Tool | dict[str, Any]) -> dict[str, Any]:
 def system_content(tools: Sequence[Tool | dict[str, Any]], cfg: PromptConfig, with_tools: bool = True,
                    fmt: AnswerFormat | None = None) -> str:
     """Our system prompt, with the tool list when the answer format is pythonic."""
+    if cfg.instruction == "bfcl" and with_tools:
+        return bfcl_system_prompt([tool_schema(t) for t in tools])
     prompt = (fmt or answer_format(None, cfg)).system_prompt
     if not with_tools:
         return prompt
@@ -145,9 +152,11 @@ def build_messages(
     system = system_content(tools, cfg, with_tools=not fmt.native, fmt=fmt)
     rest = [_history_message(m, fmt) for m in messages]
     if rest and rest[0].get("role") == "system":
-        # An example's own system message keeps its content, after ours (as BFCL merges them).
+        # An example's own system message keeps its content, after ours (as BFCL merges them; under
+        # instruction bfcl with BFCL's own join).
         own = str(rest.pop(0).get("content") or "")
-        system = system + cfg.system_join + own if system else own
+        join = "\n\n" if cfg.instruction == "bfcl" else cfg.system_join
+        system = system + join + own if system else own
     out = [{"role": "system", "content": system}] if system or not fmt.native else []
     out += rest
     for i, answer in enumerate(previous_answers):

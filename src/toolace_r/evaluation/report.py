@@ -27,6 +27,8 @@ def render_table(result: Any) -> str:
     lines.append("-" * 60)
     for name, agg in result.aggregates.items():
         note = f"  (missing: {', '.join(agg.missing)})" if agg.missing and agg.accuracy is not None else ""
+        if name == "partial_mean":
+            note = f"  {partial_label(agg)}" + (f"; categories not scored: {', '.join(agg.missing)}" if agg.missing else "")
         lines.append(f"{name:<26}{percent(agg.accuracy):>9}{note}")
     errors = result.error_counts()
     if errors:
@@ -40,6 +42,11 @@ def render_table(result: Any) -> str:
     if result.unscored_ids:
         lines.append(f"{len(result.unscored_ids)} example(s) have no call-level gold and were not scored")
     return "\n".join(lines)
+
+
+def partial_label(agg: Any) -> str:
+    """How a `partial_mean` aggregate is named for a reader: never as BFCL's overall."""
+    return "mean of scored parts (not BFCL overall): " + (", ".join(agg.parts) or "none")
 
 
 def _ids(ids: list[str], limit: int) -> str:
@@ -57,13 +64,16 @@ def render_markdown(result: Any) -> str:
     out += ["", "## Summary scores", "", "| score | accuracy % | computed from | missing |", "|---|---:|---|---|"]
     for name, agg in result.aggregates.items():
         parts, missing = ", ".join(agg.parts) or "-", ", ".join(agg.missing) or "-"
-        out.append(f"| {name} | {percent(agg.accuracy)} | {parts} | {missing} |")
+        label = f"{name}: {partial_label(agg)}" if name == "partial_mean" else name
+        out.append(f"| {label} | {percent(agg.accuracy)} | {parts} | {missing} |")
     out += ["", "Definitions:", ""]
     for name, agg in result.aggregates.items():
         out.append(f"- **{name}**: {agg.rule}.")
-    out += ["- Only categories that were evaluated enter a score; those listed as missing did not. The overall "
-            "of the BFCL v3 leaderboard quoted by the ToolACE papers also averages multi-turn, so it is "
-            "comparable only when the same parts are present.",
+    out += ["- Only categories that were evaluated enter a score; those listed as missing did not. `overall` "
+            "appears only when all ten single-turn Python categories of non_live, live and irrelevance were "
+            "scored, and is then BFCL v4's overall restricted to those parts (the leaderboard's total also "
+            "weights multi-turn and agentic); otherwise `partial_mean` is shown, which is not BFCL's overall "
+            "(docs/bfcl.md#overall).",
             "- The exec_* categories (BFCL's unused executable sets, scored here by AST against their call "
             "strings) enter no summary score."]
 

@@ -9,7 +9,7 @@ round's answers are scored with `check` (BFCL semantics). Per category and over 
 accuracy by round, fixes (wrong -> right) and breaks (right -> wrong) made by each round, rounds run,
 why items stopped, and tokens per example (prefilled = computed prompt tokens, cached = prompt tokens
 whose KV was reused, generated), cumulative by round and against the single pass. BFCL's summary
-scores (non_live, live, irrelevance, overall) are given per round too.
+scores (non_live, live, irrelevance, and overall or partial_mean) are given per round too.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from typing import Any, Sequence
 from toolace_r.evaluation.checker import check
 from toolace_r.data.select import examples_digest
 from toolace_r.evaluation.report import percent
-from toolace_r.evaluation.runner import CategoryScore, aggregate
+from toolace_r.evaluation.runner import CategoryScore, aggregate, summary_name
 
 ALL = "all"  # the key of the pooled entry beside the categories
 
@@ -134,9 +134,10 @@ def render_rounds_table(metrics: dict[str, Any]) -> str:
         lines.append(f"{cat:<24}" + "".join(f"{percent(a):>8}" for a in m["accuracy_by_round"])
                      + f"{m['average_refinements'] or 0:>8.2f}{sum(m['fixes_by_round']):>5}"
                      + f"{sum(m['breaks_by_round']):>5}{(cost or 0):>7.2f}")
-    overall = metrics["summary_by_round"].get("overall")
-    if overall:
-        lines.append(f"{'BFCL overall':<24}" + "".join(f"{percent(a):>8}" for a in overall))
+    name = summary_name(metrics["summary_by_round"])
+    if name:
+        label = "BFCL overall (1-turn)" if name == "overall" else "partial mean (not BFCL)"
+        lines.append(f"{label:<24}" + "".join(f"{percent(a):>8}" for a in metrics["summary_by_round"][name]))
     lines.append("rounds: average refinement rounds; fix/brk: wrong->right / right->wrong over all rounds; "
                  "tok x: tokens computed per example against a single pass")
     return "\n".join(lines)
@@ -158,7 +159,8 @@ def render_rounds_markdown(metrics: dict[str, Any], config: dict[str, Any] | Non
                    + f"{'/'.join(map(str, m['breaks_by_round'][1:])) or '-'} |")
     for name, values in metrics["summary_by_round"].items():
         if any(v is not None for v in values):
-            out.append(f"| BFCL {name} | " + " | ".join(percent(v) for v in values) + " | | | | |")
+            label = "mean of scored parts (not BFCL overall)" if name == "partial_mean" else f"BFCL {name}"
+            out.append(f"| {label} | " + " | ".join(percent(v) for v in values) + " | | | | |")
     pooled = metrics[ALL]
     tok = pooled["tokens_per_example"]
     out += ["", "Fixes and breaks are listed per refinement round (round 1/round 2/...).", "",

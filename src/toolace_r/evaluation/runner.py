@@ -12,9 +12,17 @@ Aggregates (BFCL v4's summary scores over the categories that were evaluated; se
 non_live = unweighted mean of simple, multiple, parallel, parallel_multiple (simple = simple_python
 only: Java and JavaScript are not supported); live = count-weighted mean of the live AST
 categories; irrelevance = unweighted mean of irrelevance and live_irrelevance; relevance =
-live_relevance; overall = unweighted mean of the summary scores that are available (BFCL's v3-style
-overall, which the ToolACE papers quote, also averages multi-turn: ours is comparable only when the
-same parts are present, and says which are missing).
+live_relevance.
+
+BFCL v4's overall (its eval_runner_helper) is the 10/10/10/30/40 weighted mean of non_live, live,
+irrelevance, multi_turn and agentic; relevance enters none of it. This project scores single-turn
+Python only, so "complete" means BFCL's formula restricted to those parts: non_live, live and
+irrelevance (equal weights, as BFCL's are), each from all of its Python categories (`OVERALL_SCOPE`, ten
+categories). Only then is an aggregate named `overall` written, and even then it is BFCL's single-turn
+part, not the leaderboard's total (which also weights multi-turn and agentic, and whose simple also
+averages Java and JavaScript). With any of the ten categories unscored the aggregate is `partial_mean`
+instead: the unweighted mean of the summary parts that were scored, never to be read as BFCL's overall;
+its `missing` names the categories it lacks (docs/bfcl.md#overall).
 """
 from __future__ import annotations
 
@@ -54,9 +62,21 @@ AGGREGATES: dict[str, tuple[str, tuple[str, ...], str]] = {
                     ("irrelevance", "live_irrelevance"), "mean"),
     "relevance": ("live_relevance accuracy", ("live_relevance",), "mean"),
 }
-OVERALL_PARTS = ("non_live", "live", "multi_turn", "relevance", "irrelevance")
-OVERALL_RULE = ("unweighted mean of the available summary scores among non_live, live, multi_turn (not supported "
-                "yet), relevance, irrelevance")
+OVERALL_PARTS = ("non_live", "live", "irrelevance")  # BFCL v4's overall, less multi_turn and agentic
+# Every category the parts above need: BFCL's overall restricted to single-turn Python is complete with these.
+OVERALL_SCOPE = tuple(c for part in OVERALL_PARTS for c in AGGREGATES[part][1])
+OVERALL_RULE = ("BFCL v4's overall restricted to single-turn Python: unweighted mean of non_live, live and irrelevance "
+                "(BFCL weights them 10/10/10; the leaderboard's total also weights multi_turn 30 and agentic 40, not "
+                "scored here)")
+PARTIAL_RULE = ("mean of scored parts (not BFCL overall): unweighted mean of those of non_live, live, irrelevance "
+                "that were scored, some from only part of their categories")
+# The names the summary of summaries can have (a run has one of them).
+SUMMARY_NAMES = ("overall", "partial_mean")
+
+
+def summary_name(aggregates: dict[str, Any]) -> str | None:
+    """Which of SUMMARY_NAMES `aggregates` (Aggregates or their dicts, or lists by round) holds."""
+    return next((name for name in SUMMARY_NAMES if name in aggregates), None)
 
 
 @dataclass
@@ -238,7 +258,8 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any], f
 
 
 def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
-    """BFCL's summary scores over the categories present (see the module docstring), plus overall."""
+    """BFCL's summary scores over the categories present, plus `overall` when the single-turn Python scope is
+    complete, else `partial_mean` (see the module docstring)."""
     out: dict[str, Aggregate] = {}
     for name, (rule, parts, how) in AGGREGATES.items():
         present = [c for c in parts if c in categories and categories[c].total]
@@ -251,10 +272,13 @@ def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
         else:
             acc = sum(categories[c].accuracy for c in present) / len(present)  # type: ignore[misc]
         out[name] = Aggregate(name, rule, acc, present, missing)
-    available = [p for p in OVERALL_PARTS if p in out and out[p].accuracy is not None]
-    overall = (sum(out[p].accuracy for p in available) / len(available)) if available else None  # type: ignore[misc]
-    out["overall"] = Aggregate("overall", OVERALL_RULE, overall, available,
-                               [p for p in OVERALL_PARTS if p not in available])
+    available = [p for p in OVERALL_PARTS if out[p].accuracy is not None]
+    mean = (sum(out[p].accuracy for p in available) / len(available)) if available else None  # type: ignore[misc]
+    lacking = [c for c in OVERALL_SCOPE if not (c in categories and categories[c].total)]
+    if lacking:
+        out["partial_mean"] = Aggregate("partial_mean", PARTIAL_RULE, mean, available, lacking)
+    else:
+        out["overall"] = Aggregate("overall", OVERALL_RULE, mean, available, [])
     return out
 
 

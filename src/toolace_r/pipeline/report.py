@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolace_r.evaluation.report import percent
+from toolace_r.evaluation.runner import summary_name
 from toolace_r.files import dumps, write_files
 
-SUMMARY = "overall"
+# A row's summary of summaries: BFCL's (single-turn) `overall` when the held-out set covers all its
+# categories, else `partial_mean`; which one is under SUMMARY_NAME (evaluation/runner.py).
+SUMMARY = "summary"
+SUMMARY_NAME = "summary_name"
 
 
 def _load(path: Path) -> Any:
@@ -46,16 +50,19 @@ def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
     r = len(ref["rounds"]) - 1 if round_index is None else round_index
     cats = {c: v["accuracy_by_round"][min(r, len(v["accuracy_by_round"]) - 1)] for c, v in ref["categories"].items()}
     tokens = pooled["tokens_per_example"]
-    summary = ref["summary_by_round"].get(SUMMARY, [None])
+    name = summary_name(ref["summary_by_round"])
+    summary = ref["summary_by_round"][name] if name else [None]
     if round_index == 0:
         wall = ref["wall_seconds_by_round"][0] if ref.get("wall_seconds_by_round") else None
-        return {"accuracy": pooled["accuracy_by_round"][0], SUMMARY: summary[0], "by_category": cats,
+        return {"accuracy": pooled["accuracy_by_round"][0], SUMMARY: summary[0], SUMMARY_NAME: name,
+                "by_category": cats,
                 "correct": pooled["correct_by_round"][0], "examples": pooled["examples"],
                 "average_refinements": 0.0, "fixes": 0, "breaks": 0, "wall_seconds": wall,
                 "compute_tokens_per_example": tokens["single_pass"]["compute"], "compute_ratio": 1.0,
                 "wall_ratio": 1.0}
     wall0 = ref["wall_seconds_by_round"][0] if ref.get("wall_seconds_by_round") else None
-    return {"accuracy": pooled["final_accuracy"], SUMMARY: summary[-1], "by_category": cats,
+    return {"accuracy": pooled["final_accuracy"], SUMMARY: summary[-1], SUMMARY_NAME: name,
+            "by_category": cats,
             "correct": pooled["correct_by_round"][-1], "examples": pooled["examples"],
             "accuracy_by_round": pooled["accuracy_by_round"],
             "average_refinements": pooled["average_refinements"],
@@ -221,13 +228,22 @@ def render_markdown(report: dict[str, Any]) -> str:
     grid = report["grid"]
     cats = sorted({c for arm in grid.values() for row in arm.values() for c in row["by_category"]})
     h = report["held_out"]
+    names = {row.get(SUMMARY_NAME) for arm in grid.values() for row in arm.values()}
+    if names == {"overall"}:
+        summary_col = "BFCL overall (single-turn)"
+        summary_note = ("`BFCL overall (single-turn)` is BFCL v4's overall restricted to non-live, live and "
+                        "irrelevance (the leaderboard's total also weights multi-turn and agentic).")
+    else:
+        summary_col = "mean of scored parts (not BFCL overall)"
+        summary_note = ("`mean of scored parts (not BFCL overall)` is the unweighted mean of the BFCL summary "
+                        "scores present (docs/bfcl.md#overall); the held-out set lacks categories of BFCL's "
+                        "overall, so it is not the leaderboard's number.")
     lines = [f"# ToolACE-R pipeline report: {report['model']}", "",
              f"Held-out: {h['items']} BFCL items ({h['categories']}; the first {h['limit_per_category']} of each "
-             "category), the same for every arm; greedy decoding. Accuracy in %; `overall` is BFCL's unweighted "
-             "mean of the summary scores present (here non-live AST and irrelevance). `none` is round 0 of the "
+             "category), the same for every arm; greedy decoding. Accuracy in %; " + summary_note + " `none` is round 0 of the "
              "arm's first refinement run (the identical single pass).", "",
              "## Accuracy by arm and refinement policy", "",
-             "| arm | policy | " + " | ".join(cats) + " | all items | overall | avg rounds | fixes | breaks | "
+             "| arm | policy | " + " | ".join(cats) + f" | all items | {summary_col} | avg rounds | fixes | breaks | "
              "compute tokens/item | x single pass (tokens) | wall s | x single pass (wall) |",
              "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|---|---|---|"]
     for arm, rows in grid.items():

@@ -40,6 +40,7 @@ def shown_tools(tok, cfg, tools):
     ("hermes", PromptConfig()),
     ("hermes", PromptConfig(system_prompt='A "careful" helper — über.')),
     ("llama31", PromptConfig(system_prompt="You call tools.")),
+    ("chatml", PromptConfig(instruction="bfcl")),
 ])
 def test_the_trained_template_renders_the_training_prompt_byte_for_byte(family, cfg):
     tok, served = BUILD[family](), BUILD[family]()  # served: an independent tokenizer given the folder's template

@@ -46,7 +46,7 @@ def trained_chat_template(tokenizer: Any, cfg: PromptConfig | None = None) -> st
     if fmt.native:  # our system prompt only; the tools stay with the template
         lines += _system_merge(system, join)
     else:
-        before, _, after = cfg.tools_block.partition("{functions}")
+        before, after, listed = _tool_list_slots(fmt.system_prompt, cfg)
         lines += [
             "{%- if tools is defined and tools -%}",
             "{%- set toolace_ns = namespace(fns=[]) -%}",
@@ -55,14 +55,30 @@ def trained_chat_template(tokenizer: Any, cfg: PromptConfig | None = None) -> st
             '{%- set toolace_ns.fns = toolace_ns.fns + [{"name": toolace_f.name, "description": '
             'toolace_f.description, "parameters": toolace_f.parameters}] -%}',
             "{%- endfor -%}",
-            f"{{%- set toolace_system = {system} + {_literal(before)} + (toolace_ns.fns | tojson)"
-            f" + {_literal(after)} -%}}",
+            f"{{%- set toolace_system = {_literal(before)} + (toolace_ns.fns | {listed}) + {_literal(after)} -%}}",
             *_system_merge("toolace_system", join),
             "{%- set tools = none -%}",
             "{%- endif -%}",
         ]
     lines.append(WRAPPER_END)
     return "\n".join(lines) + base
+
+
+def _tool_list_slots(prompt: str, cfg: PromptConfig) -> tuple[str, str, str]:
+    """(text before the tool list, text after it, the Jinja filter writing the list) of the pythonic
+    system message: ToolACE's prompt plus `tools_block`, or BFCL's own prompt, whose list BFCL writes
+    with json.dumps(indent=4) (found by building that prompt around a marker)."""
+    if cfg.instruction == "bfcl":
+        from toolace_r.answer_format import bfcl_system_prompt
+
+        marker = [{"name": "\x00toolace-r tool list\x00"}]
+        text, listed = bfcl_system_prompt(marker), json.dumps(marker, indent=4)
+        if text.count(listed) != 1:
+            raise ValueError("BFCL's prompt does not hold the function list in one place; cannot write its template")
+        before, _, after = text.partition(listed)
+        return before, after, "tojson(ensure_ascii=True, indent=4)"
+    before, _, after = cfg.tools_block.partition("{functions}")
+    return prompt + before, after, "tojson"
 
 
 def _system_merge(system: str, join: str) -> list[str]:

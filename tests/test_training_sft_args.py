@@ -41,9 +41,11 @@ def test_trl_args_override_defaults_and_packing_trains(tiny_model_dir, chatml_to
     trainer = build_trainer(str(tiny_model_dir), _rows(chatml_tokenizer, 3), tmp_path, cfg)
     assert trainer.args.packing and trainer.args.max_grad_norm == 0.5
     assert trainer.args.completion_only_loss and trainer.args.report_to in ("none", [])  # defaults kept
-    # TRL turns the rows' completion masks into labels before packing: prompts stay out of the loss
-    packed = trainer.train_dataset
-    assert len(packed) == 1 and -100 in packed[0]["labels"] and len(packed[0]["seq_lengths"]) == 3
+    # The three rows share one packed row, and their prompts stay out of the loss: TRL 1.16 turns the
+    # completion masks into labels before packing, TRL 1.0 packs the masks themselves.
+    packed = trainer.train_dataset[0]
+    assert len(trainer.train_dataset) == 1 and len(packed["seq_lengths"]) == 3
+    assert -100 in packed["labels"] if "labels" in packed else 0 in packed["completion_mask"]
     result = trainer.train()
     assert trainer.state.global_step == 1 and result.training_loss > 0
 
@@ -57,6 +59,12 @@ def test_trl_args_override_defaults_and_packing_trains(tiny_model_dir, chatml_to
     ("logging_dir", "TENSORBOARD_LOGGING_DIR"),
 ])
 def test_trl_args_refuses_owned_keys_naming_the_field(key, fix):
+    import dataclasses
+
+    from trl import SFTConfig
+
+    if key == "logging_dir" and "logging_dir" in {f.name for f in dataclasses.fields(SFTConfig)}:
+        pytest.skip("this transformers still has its (deprecated) logging_dir")
     with pytest.raises(ValueError, match=rf"sft\.trl_args\.{key}:.*{fix}"):
         SFTStageConfig(trl_args={key: 1})
 

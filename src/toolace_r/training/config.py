@@ -249,7 +249,7 @@ OWNED_TRL_ARGS = {
 }
 # Keys that once were TrainingArguments fields, with where the setting lives now.
 MOVED_TRL_ARGS = {
-    "logging_dir": "transformers 5 dropped TrainingArguments.logging_dir: TensorBoard writes under "
+    "logging_dir": "transformers 5 dropped TrainingArguments.logging_dir (after 5.2): TensorBoard writes under "
                    "<run>/iter_N/checkpoints/runs/, or under the TENSORBOARD_LOGGING_DIR environment variable",
     "warmup_ratio": "sft.warmup (a share of the steps when < 1)",
     "overwrite_output_dir": "nothing: transformers 5 dropped it (toolace-r writes each stage's folder afresh)",

@@ -13,28 +13,36 @@ from typing import Any
 
 from toolace_r.prompts import PromptConfig
 
-DEFAULT_TRAIN_SOURCE = (
-    "bfcl:live_simple,live_multiple,live_parallel,live_parallel_multiple,"
-    "exec_simple,exec_multiple,exec_parallel,exec_parallel_multiple"
-)
-
 # [ours] The gold text for a no-call item whose data carries none (BFCL irrelevance keys hold no text).
 DEFAULT_NO_CALL_TEXT = "None of the given functions can be used to answer this question."
 
 
 @dataclass
 class DataConfig:
-    """train: a toolace_r.data source; train_limit: at most this many items, taken round-robin over the
-    categories so a small limit still sees every category. eval (optional): held-out source scored greedily
-    after each iteration."""
+    """train: a toolace_r.data source, required (`require_train_source`); train_limit: at most this many
+    items, taken round-robin over the categories so a small limit still sees every category. eval
+    (optional): held-out source scored greedily after each iteration."""
 
-    train: str = DEFAULT_TRAIN_SOURCE
+    # No default: the one that was here (BFCL's live and exec categories) trained on the benchmark the
+    # runs are scored on whenever a config forgot to name its pool.
+    train: str | None = None
     train_limit: int | None = None
     eval: str | None = None
     eval_limit: int | None = None
     no_call_text: str = DEFAULT_NO_CALL_TEXT
     data_dir: str | None = None  # passed to the loaders as data_dir= when set (BFCL data folder)
     max_prompt_tokens: int | None = None  # leave out training items whose prompt is longer (bounds CPU cost)
+
+
+def require_train_source(data: DataConfig, where: str = "data.train") -> str:
+    """data.train, or a ValueError that lists the sources it may name (`where`: the key in this config)."""
+    if data.train:
+        return data.train
+    from toolace_r.data.registry import describe_sources
+
+    raise ValueError(f"{where} is not set: name the training pool, there is no default. A source is one of: "
+                     f"{describe_sources()}. E.g. the override {where}=toolace:Team-ACE/ToolACE, or in the YAML "
+                     f"{where.rpartition('.')[0]}: {{train: \"jsonl:items.jsonl\"}}")
 
 
 @dataclass

@@ -201,3 +201,15 @@ def test_a_negative_limit_in_a_config_is_an_error_too():
 
     with pytest.raises(ValueError, match="limit must be >= 0"):
         benchmark_slice("bfcl", "simple_python", limit=-2)
+
+
+def test_train_without_a_pool_names_the_sources(tmp_path, capsys):
+    # No default pool: the old one was BFCL's own categories, the benchmark the runs are scored on.
+    out = tmp_path / "run"
+    assert main(["train", "--output-dir", str(out), "model=no-such-model"]) == 2
+    line = one_error_line(capsys, "train")
+    assert "data.train is not set" in line
+    for form in ("bfcl:<category>", "jsonl:<path>", "mix:<source>", "toolace:<path|hub id>", "xlam:<path|hub id>"):
+        assert form in line
+    assert "data.train=toolace:Team-ACE/ToolACE" in line
+    assert not (out / "config.yaml").exists()  # refused before the run starts or a model loads

@@ -144,6 +144,8 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
 
     md = (out / "report.md").read_text()
     assert "| toolace_r@1 | adaptive |" in md and "**beats**" in md and "**a net gain**" in md
+    assert f"Training pool (`training.data.train`): no BFCL category; also `jsonl:{data}`." in md
+    assert report["pool"]["overlap"] == [] and report["pool"]["held_out_categories"] == CATS.split(",")
     assert (out / "report.png").stat().st_size > 1000
     assert (out / "eval" / "control" / "fixed_3" / "traces.jsonl").exists()
     # the final model's card carries the arms' held-out scores from this report
@@ -215,3 +217,29 @@ def test_sign_test_is_exact_and_two_sided():
     assert sign_test(8, 1) == pytest.approx(2 * (1 + 9) / 2 ** 9)  # 0.039
     assert sign_test(1, 8) == sign_test(8, 1)
     assert sign_test(5, 0) == pytest.approx(2 / 32)
+
+
+def test_report_says_whether_pool_and_held_out_categories_are_disjoint(tmp_path):
+    from toolace_r.pipeline.report import pool_vs_held_out, render_markdown
+
+    demo = load_config(PipelineConfig, Path(__file__).parent.parent / "configs" / "demo.yaml")
+    pool = pool_vs_held_out(demo)
+    assert pool["bfcl_categories"][0] == "live_simple" and "simple_python" in pool["held_out_categories"]
+    assert pool["overlap"] == []
+    report = {"model": "m", "held_out": {"items": 0, "categories": demo.eval.categories, "limit_per_category": 1},
+              "pool": pool, "grid": {}, "verdicts": {}, "iterations": [], "stages": {}, "transitions": {}}
+    md = render_markdown(report)
+    assert "Its BFCL categories and the held-out ones (simple_python, multiple" in md and "are disjoint" in md
+    # computed, not written in: a pool that takes a held-out category says so
+    demo.training.data.train = "mix:jsonl:x.jsonl;bfcl:live_simple,simple_python"
+    pool = pool_vs_held_out(demo)
+    assert pool["overlap"] == ["simple_python"] and pool["other_sources"] == ["jsonl:x.jsonl"]
+    md = render_markdown({**report, "pool": pool})
+    assert "shares BFCL categories with the held-out sets: simple_python" in md and "disjoint" not in md
+
+
+def test_pipeline_without_a_pool_fails_before_any_model_runs(tmp_path):
+    cfg = load_config(PipelineConfig, None, ["model=no-such-model"])
+    with pytest.raises(ValueError, match=r"training\.data\.train is not set.*toolace:.*xlam:"):
+        run_pipeline(cfg, tmp_path / "demo", echo=lambda s: None)
+    assert not (tmp_path / "demo").exists()

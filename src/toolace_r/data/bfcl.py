@@ -98,6 +98,11 @@ def load_bfcl(spec: str, data_dir: str | Path | None = None) -> Iterator[Union[E
         yield from _load_category(root, cat)
 
 
+def bfcl_categories(spec: str) -> list[str]:
+    """The categories a `bfcl:` spec (the part after the colon, `@dir` allowed) names, groups expanded."""
+    return _expand_categories(spec.partition("@")[0])
+
+
 def _expand_categories(text: str) -> list[str]:
     names = [c.strip() for c in text.split(",") if c.strip()]
     if not names:

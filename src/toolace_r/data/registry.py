@@ -107,6 +107,21 @@ def load(source: str, *, limit: int | None = None, skip_invalid: bool = False, *
 
 MIX_SEPARATOR = ";"
 
+# How each built-in source is written, for error messages that must say what a source may be.
+SOURCE_FORMS = {
+    "bfcl": "bfcl:<category>[,<category>...][@<dir>] (BFCL's own data, e.g. bfcl:live_simple,exec_simple)",
+    "jsonl": "jsonl:<path> (OpenAI/TRL conversations with tools, one a line)",
+    "mix": "mix:<source>;<source>... (several sources one after the other)",
+    "toolace": "toolace:<path|hub id> (e.g. toolace:Team-ACE/ToolACE)",
+    "xlam": "xlam:<path|hub id> (e.g. xlam:Salesforce/xlam-function-calling-60k)",
+}
+
+
+def describe_sources() -> str:
+    """How a source of each registered prefix is written, "; "-separated (an error stays one line)."""
+    _ensure_builtin_loaders()
+    return "; ".join(SOURCE_FORMS.get(key, key + ":...") for key in sorted(LOADERS))
+
 
 @register_loader("mix")
 def load_mix(spec: str, **options: Any) -> Iterator[Union[Example, DatasetError]]:

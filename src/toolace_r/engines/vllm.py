@@ -13,7 +13,9 @@ from typing import Any, Sequence
 
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult, SamplingParams
 
-INSTALL_HINT = "pip install 'toolace-r[vllm]'"
+# vLLM pins its own torch, so it is no extra of toolace-r (pyproject.toml): it gets an environment of its own.
+INSTALL_HINT = ("install toolace-r into vLLM's own environment (`pip install vllm` first), or run "
+                "`vllm serve` there and use --engine openai; see docs/scaling.md#vllm")
 
 
 @dataclass

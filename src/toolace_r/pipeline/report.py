@@ -157,6 +157,7 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         "model": cfg.model,
         "held_out": {"categories": cfg.eval.categories, "limit_per_category": cfg.eval.limit,
                      "items": len(examples)},
+        "pool": pool_vs_held_out(cfg),
         "arms": {a: str(p) for a, p in arms.items()},
         "grid": grid,
         "iterations": iteration_rows(root / "toolace_r", summary),
@@ -224,6 +225,38 @@ def _num(x: float | None, fmt: str = ".2f") -> str:
     return "–" if x is None else format(x, fmt)
 
 
+def pool_vs_held_out(cfg: Any) -> dict[str, Any]:
+    """The training pool's BFCL categories beside the held-out ones, and those in both: computed from the
+    config, so the report's word that the two are disjoint is checked for each run, not assumed."""
+    from toolace_r.data.bfcl import bfcl_categories
+    from toolace_r.data.registry import MIX_SEPARATOR
+
+    train = cfg.training.data.train or ""
+    parts = train[len("mix:"):].split(MIX_SEPARATOR) if train.startswith("mix:") else [train]
+    pool: list[str] = []
+    others: list[str] = []
+    for part in (p.strip() for p in parts if p.strip()):
+        key, _, rest = part.partition(":")
+        if key == "bfcl":
+            pool += [c for c in bfcl_categories(rest) if c not in pool]
+        else:
+            others.append(part)
+    held_out = bfcl_categories(cfg.eval.categories) if cfg.eval.benchmark == "bfcl" else []
+    return {"train": train, "bfcl_categories": pool, "other_sources": others, "held_out_categories": held_out,
+            "overlap": [c for c in held_out if c in pool]}
+
+
+def _pool_sentence(pool: dict[str, Any]) -> str:
+    named = ", ".join(pool["bfcl_categories"]) or "no BFCL category"
+    if pool["other_sources"]:
+        named += "; also " + ", ".join(f"`{s}`" for s in pool["other_sources"])
+    if pool["overlap"]:
+        return (f"Training pool (`training.data.train`): {named}. **It shares BFCL categories with the held-out "
+                f"sets: {', '.join(pool['overlap'])}**, so those held-out scores may count items trained on.")
+    return (f"Training pool (`training.data.train`): {named}. Its BFCL categories and the held-out ones "
+            f"({', '.join(pool['held_out_categories']) or 'none'}) are disjoint: no held-out category is trained on.")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     grid = report["grid"]
     cats = sorted({c for arm in grid.values() for row in arm.values() for c in row["by_category"]})
@@ -242,6 +275,7 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Held-out: {h['items']} BFCL items ({h['categories']}; the first {h['limit_per_category']} of each "
              "category), the same for every arm; greedy decoding. Accuracy in %; " + summary_note + " `none` is round 0 of the "
              "arm's first refinement run (the identical single pass).", "",
+             *([_pool_sentence(report["pool"]), ""] if "pool" in report else []),
              "## Accuracy by arm and refinement policy", "",
              "| arm | policy | " + " | ".join(cats) + f" | all items | {summary_col} | avg rounds | fixes | breaks | "
              "compute tokens/item | x single pass (tokens) | wall s | x single pass (wall) |",

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 from toolace_r.config import save_config, to_dict
 from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerprint, read_json
+from toolace_r.training.config import require_train_source
 from toolace_r.training.loop import run_training, train_stage
 from toolace_r.training.sft import training_tokens
 
@@ -54,6 +55,8 @@ class Pipeline:
         self.dir = RunDir(self.root, manifest="stages.json", echo=self.echo)
 
     def run(self) -> dict[str, Any]:
+        # before the output directory, the model, or the base model's scoring
+        require_train_source(self.cfg.training.data, "training.data.train")
         with self.dir:  # one pipeline per output directory at a time
             cfg = self.cfg
             save_config(cfg, self.root / "config.yaml")

@@ -13,28 +13,36 @@ from typing import Any
 
 from toolace_r.prompts import PromptConfig
 
-DEFAULT_TRAIN_SOURCE = (
-    "bfcl:live_simple,live_multiple,live_parallel,live_parallel_multiple,"
-    "exec_simple,exec_multiple,exec_parallel,exec_parallel_multiple"
-)
-
 # [ours] The gold text for a no-call item whose data carries none (BFCL irrelevance keys hold no text).
 DEFAULT_NO_CALL_TEXT = "None of the given functions can be used to answer this question."
 
 
 @dataclass
 class DataConfig:
-    """train: a toolace_r.data source; train_limit: at most this many items, taken round-robin over the
-    categories so a small limit still sees every category. eval (optional): held-out source scored greedily
-    after each iteration."""
+    """train: a toolace_r.data source, required (`require_train_source`); train_limit: at most this many
+    items, taken round-robin over the categories so a small limit still sees every category. eval
+    (optional): held-out source scored greedily after each iteration."""
 
-    train: str = DEFAULT_TRAIN_SOURCE
+    # No default: the one that was here (BFCL's live and exec categories) trained on the benchmark the
+    # runs are scored on whenever a config forgot to name its pool.
+    train: str | None = None
     train_limit: int | None = None
     eval: str | None = None
     eval_limit: int | None = None
     no_call_text: str = DEFAULT_NO_CALL_TEXT
     data_dir: str | None = None  # passed to the loaders as data_dir= when set (BFCL data folder)
     max_prompt_tokens: int | None = None  # leave out training items whose prompt is longer (bounds CPU cost)
+
+
+def require_train_source(data: DataConfig, where: str = "data.train") -> str:
+    """data.train, or a ValueError that lists the sources it may name (`where`: the key in this config)."""
+    if data.train:
+        return data.train
+    from toolace_r.data.registry import describe_sources
+
+    raise ValueError(f"{where} is not set: name the training pool, there is no default. A source is one of: "
+                     f"{describe_sources()}. E.g. the override {where}=toolace:Team-ACE/ToolACE, or in the YAML "
+                     f"{where.rpartition('.')[0]}: {{train: \"jsonl:items.jsonl\"}}")
 
 
 @dataclass
@@ -159,7 +167,11 @@ class CorpusConfig:
 
 @dataclass
 class SFTStageConfig:
-    """One fine-tuning stage with TRL's SFTTrainer. finetune: "lora" (merged after training) or "full"."""
+    """One fine-tuning stage with TRL's SFTTrainer. finetune: "lora" (merged after training) or "full".
+
+    Beside the fields below, `trl_args` passes keyword arguments to `trl.SFTConfig` and `model_args` to
+    `AutoModelForCausalLM.from_pretrained` (see their comments; `check_trl_args` says which keys it refuses).
+    """
 
     finetune: str = "lora"
     lora_r: int = 16
@@ -200,6 +212,98 @@ class SFTStageConfig:
     # (transformers' train_sampling_strategy; docs/scaling.md measures the padding a random order costs).
     sampling_strategy: str = "random"
     global_batch_size: int | None = None
+    # TRL's and transformers' own knobs, for what the fields above do not cover (docs/method.md#sft).
+    # trl_args: keyword arguments of `trl.SFTConfig` (report_to, run_name, optim, weight_decay,
+    # max_grad_norm, packing, padding_free, ...); they win over build_trainer's defaults (report_to="none",
+    # packing=False, ...), but not over the fields toolace-r owns (`OWNED_TRL_ARGS`: the checkpoint
+    # layout the run's sealing depends on, and whatever a field above sets). Checked when the config is
+    # built, so a typo fails before any model loads.
+    trl_args: dict[str, Any] = field(default_factory=dict)
+    # model_args: keyword arguments of `AutoModelForCausalLM.from_pretrained` for the model trained
+    # (attn_implementation, quantization_config as a mapping of `transformers.BitsAndBytesConfig` for QLoRA,
+    # ...). Only the training stage reads them; the engines that sample load the model their own way.
+    model_args: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_trl_args(self.trl_args)
+        check_model_args(self.model_args)
+
+
+# `SFTConfig` keys that toolace-r sets itself, and what to set instead: the checkpoint layout (the run seals
+# and prunes its checkpoints itself, training/sft.py) and the keys an `sft.*` field already sets.
+OWNED_TRL_ARGS = {
+    "output_dir": "the top-level output_dir (checkpoints go under the run directory)",
+    "completion_only_loss": "nothing: the loss covers the answer tokens only, by design",
+    "save_strategy": "sft.save_steps (checkpoints are saved every save_steps and sealed)",
+    "save_steps": "sft.save_steps",
+    "save_total_limit": "sft.save_total_limit (the run prunes checkpoints only once the newest is sealed)",
+    "per_device_train_batch_size": "sft.batch_size",
+    "gradient_accumulation_steps": "sft.grad_accum or sft.global_batch_size",
+    "num_train_epochs": "sft.epochs",
+    "max_steps": "sft.max_steps",
+    "learning_rate": "sft.learning_rate",
+    "lr_scheduler_type": "sft.scheduler",
+    "warmup_steps": "sft.warmup",
+    "logging_steps": "sft.logging_steps",
+    "bf16": "sft.bf16",
+    "seed": "sft.seed",
+    "data_seed": "sft.seed",
+    "max_length": "sft.max_length",
+    "gradient_checkpointing": "sft.gradient_checkpointing",
+    # transformers 5's new name for it, which would win over gradient_checkpointing without a word
+    "activation_checkpointing": "sft.gradient_checkpointing",
+    "train_sampling_strategy": "sft.sampling_strategy",
+    "use_cpu": "nothing: the CPU is used exactly when no GPU is visible",
+    "ddp_backend": "sft.ddp_backend",
+    "model_init_kwargs": "sft.model_args (toolace-r loads the model itself)",
+}
+# Keys that once were TrainingArguments fields, with where the setting lives now.
+MOVED_TRL_ARGS = {
+    "logging_dir": "transformers 5 dropped TrainingArguments.logging_dir (after 5.2): TensorBoard writes under "
+                   "<run>/iter_N/checkpoints/runs/, or under the TENSORBOARD_LOGGING_DIR environment variable",
+    "warmup_ratio": "sft.warmup (a share of the steps when < 1)",
+    "overwrite_output_dir": "nothing: transformers 5 dropped it (toolace-r writes each stage's folder afresh)",
+}
+OWNED_MODEL_ARGS = {
+    "dtype": "sft.model_dtype",
+    "torch_dtype": "sft.model_dtype",
+    "pretrained_model_name_or_path": "the top-level model (or the iteration's checkpoint, which the loop picks)",
+}
+
+
+def check_trl_args(trl_args: dict[str, Any]) -> None:
+    """A ValueError for a key of `sft.trl_args` that toolace-r owns or that `trl.SFTConfig` does not have."""
+    if not trl_args:
+        return  # no TRL import for the common case: building a config stays cheap
+    import dataclasses
+    import difflib
+
+    from trl import SFTConfig
+
+    known = {f.name for f in dataclasses.fields(SFTConfig) if f.init}
+    for key in sorted(trl_args):
+        if key in OWNED_TRL_ARGS:
+            raise ValueError(f"sft.trl_args.{key}: toolace-r sets this SFTConfig field itself; "
+                             f"set {OWNED_TRL_ARGS[key]} instead")
+        if key in MOVED_TRL_ARGS and key not in known:
+            raise ValueError(f"sft.trl_args.{key}: not a field of trl.SFTConfig; set {MOVED_TRL_ARGS[key]}")
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=5, cutoff=0.6)
+            hint = f"close matches: {', '.join(close)}; " if close else ""
+            raise ValueError(f"sft.trl_args.{key}: not a field of trl.SFTConfig ({hint}the full list is "
+                             "`trl.SFTConfig`'s documentation, or `dataclasses.fields(trl.SFTConfig)`)")
+
+
+def check_model_args(model_args: dict[str, Any]) -> None:
+    """A ValueError for a key of `sft.model_args` that another field sets, or a quantization_config that is
+    not a mapping (it becomes `transformers.BitsAndBytesConfig(**quantization_config)`)."""
+    for key in sorted(model_args):
+        if key in OWNED_MODEL_ARGS:
+            raise ValueError(f"sft.model_args.{key}: set {OWNED_MODEL_ARGS[key]} instead")
+    quant = model_args.get("quantization_config")
+    if quant is not None and not isinstance(quant, dict):
+        raise ValueError("sft.model_args.quantization_config: expected a mapping of BitsAndBytesConfig's "
+                         f"arguments (e.g. {{load_in_4bit: true}}), got {type(quant).__name__}")
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import difficulty
-from .config import TrainConfig
+from .config import TrainConfig, require_train_source
 
 
 def load_items(source: str, limit: int | None, no_call_text: str, data_dir: str | None,
@@ -47,6 +47,7 @@ def training_items(cfg: TrainConfig) -> tuple[list, dict, int]:
     from toolace_r.models import local_model_dir
 
     d = cfg.data
+    require_train_source(d)
     # The model's tokenizer decides the answer format (its template) and measures prompt lengths.
     tokenizer = AutoTokenizer.from_pretrained(local_model_dir(cfg.model))
     return load_items(d.train, d.train_limit, d.no_call_text, d.data_dir, max_prompt_tokens=d.max_prompt_tokens,

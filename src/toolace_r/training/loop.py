@@ -26,7 +26,7 @@ from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerpr
 
 from . import corpus as corpus_mod
 from . import difficulty, launch, selection
-from .config import TrainConfig
+from .config import TrainConfig, require_train_source
 from .items import load_items, training_items
 from .summary import format_metrics, plot_summary
 
@@ -136,6 +136,7 @@ class TrainingRun:
         }
 
     def run(self) -> dict[str, Any]:
+        require_train_source(self.cfg.data)  # before the model is touched
         with self.dir:
             self._prepare()
             iterations: list[dict[str, Any]] = []
@@ -253,4 +254,5 @@ def run_training(cfg: TrainConfig, output_dir: str | Path | None = None, resume:
                  engine_factory: difficulty.EngineFactory | None = None,
                  echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or with `resume`, continue) the iterative training described by `cfg`; returns the summary."""
+    require_train_source(cfg.data)  # before the run directory is made
     return TrainingRun(cfg, output_dir, resume, engine_factory, echo).run()

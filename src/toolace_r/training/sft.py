@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 from toolace_r.files import write_json
 
-from .config import SFTStageConfig
+from .config import SFTStageConfig, check_model_args, check_trl_args
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +50,22 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
 
     if cfg.finetune not in FINETUNE:
         raise ValueError(f"unknown sft.finetune {cfg.finetune!r}; known: {', '.join(FINETUNE)}")
+    # Again here, for a cfg changed after it was built: still before any model loads.
+    check_trl_args(cfg.trl_args)
+    check_model_args(cfg.model_args)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(cfg.model_dtype))
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs(cfg))
     use_cpu = not torch.cuda.is_available()
     # Several CPU ranks (tests, CI) talk over gloo; on GPUs accelerate picks nccl unless told otherwise.
     backend = cfg.ddp_backend or ("gloo" if use_cpu and world_size() > 1 else None)
-    args = SFTConfig(
+    owned = dict(
         output_dir=str(Path(work_dir) / "checkpoints"),
         completion_only_loss=True,
-        packing=False,
         max_length=cfg.max_length,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=grad_accum_steps(cfg, world_size()),
@@ -84,10 +86,10 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
         gradient_checkpointing=cfg.gradient_checkpointing,
         use_cpu=use_cpu,
         ddp_backend=backend,
-        report_to="none",
-        disable_tqdm=not progress,
-        dataset_num_proc=None,
     )
+    # Defaults that sft.trl_args may change (check_trl_args keeps it off the `owned` keys above).
+    defaults = dict(packing=False, report_to="none", disable_tqdm=not progress, dataset_num_proc=None)
+    args = SFTConfig(**{**defaults, **cfg.trl_args, **owned})
     peft_config = None
     if cfg.finetune == "lora":
         from peft import LoraConfig
@@ -192,6 +194,18 @@ def grad_accum_steps(cfg: SFTStageConfig, n_processes: int) -> int:
         raise ValueError(f"sft.global_batch_size {cfg.global_batch_size} is not a multiple of sft.batch_size "
                          f"{cfg.batch_size} x {n_processes} processes; change one of them")
     return cfg.global_batch_size // per_step
+
+
+def model_kwargs(cfg: SFTStageConfig) -> dict[str, Any]:
+    """The keyword arguments of `from_pretrained` for the model trained: sft.model_dtype and sft.model_args,
+    a quantization_config mapping turned into the `BitsAndBytesConfig` transformers expects."""
+    kwargs = dict(cfg.model_args)
+    quant = kwargs.get("quantization_config")
+    if isinstance(quant, dict):
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(**quant)
+    return {**kwargs, "dtype": _dtype(cfg.model_dtype)}
 
 
 def _dtype(name: str):

@@ -401,7 +401,7 @@ def _cmd_refine_data(args: argparse.Namespace) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="model-aware iterative training (sample, select, corpus, SFT, repeat)")
-    p.add_argument("--config", default=None, help="a YAML recipe, e.g. configs/train_smollm2_quick.yaml")
+    p.add_argument("--config", default=None, help="a YAML recipe, e.g. configs/train_smollm2_quick.yaml (with --resume: the run's own config.yaml by default)")
     p.add_argument("--output-dir", default=None, help="the run directory (default: the config's output_dir)")
     p.add_argument("--resume", action="store_true", help="continue a run from its last finished phase")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
@@ -410,12 +410,19 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from toolace_r.config import load_config
     from toolace_r.training import TrainConfig, run_training
 
     from toolace_r.files import writable_dir
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    config = args.config
+    if config is None and args.resume and args.output_dir:
+        # Resuming without --config continues the run as it was configured (its own config.yaml).
+        saved = Path(args.output_dir) / "config.yaml"
+        config = str(saved) if saved.is_file() else None
+    cfg = load_config(TrainConfig, config, args.overrides)
     writable_dir(args.output_dir or cfg.output_dir, "the run directory")
     summary = run_training(cfg, output_dir=args.output_dir, resume=args.resume)
     _print_json({"stop_reason": summary["stop_reason"], "final_model": summary["final_model"],

@@ -401,7 +401,8 @@ def _cmd_refine_data(args: argparse.Namespace) -> int:
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="model-aware iterative training (sample, select, corpus, SFT, repeat)")
-    p.add_argument("--config", default=None, help="a YAML recipe, e.g. configs/train_smollm2_quick.yaml (with --resume: the run's own config.yaml by default)")
+    p.add_argument("--config", default=None, help="a YAML recipe, e.g. configs/train_smollm2_quick.yaml "
+                                                  "(with --resume: the run's own config.yaml by default)")
     p.add_argument("--output-dir", default=None, help="the run directory (default: the config's output_dir)")
     p.add_argument("--resume", action="store_true", help="continue a run from its last finished phase")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

@@ -55,9 +55,11 @@ class Pipeline:
         self.dir = RunDir(self.root, manifest="stages.json", echo=self.echo)
 
     def run(self) -> dict[str, Any]:
-        # before the output directory, the model, or the base model's scoring
-        require_train_source(self.cfg.training.data, "training.data.train")
-        with self.dir:  # one pipeline per output directory at a time
+        if not self.root.exists():  # a config mistake leaves no empty output directory behind
+            require_train_source(self.cfg.training.data, "training.data.train")
+        with self.dir:  # one pipeline per output directory at a time (a busy one is reported first)
+            # before the model, or the base model's scoring
+            require_train_source(self.cfg.training.data, "training.data.train")
             cfg = self.cfg
             save_config(cfg, self.root / "config.yaml")
             from toolace_r.data.select import benchmark_slice

@@ -136,8 +136,10 @@ class TrainingRun:
         }
 
     def run(self) -> dict[str, Any]:
-        require_train_source(self.cfg.data)  # before the model is touched
-        with self.dir:
+        if not self.root.exists():
+            require_train_source(self.cfg.data)  # a config mistake leaves no empty run directory behind
+        with self.dir:  # a busy directory is reported before anything about the config
+            require_train_source(self.cfg.data)  # before the model is touched
             self._prepare()
             iterations: list[dict[str, Any]] = []
             model_dir, prev_sel = self.base_model, None
@@ -254,5 +256,4 @@ def run_training(cfg: TrainConfig, output_dir: str | Path | None = None, resume:
                  engine_factory: difficulty.EngineFactory | None = None,
                  echo: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run (or with `resume`, continue) the iterative training described by `cfg`; returns the summary."""
-    require_train_source(cfg.data)  # before the run directory is made
     return TrainingRun(cfg, output_dir, resume, engine_factory, echo).run()

@@ -42,6 +42,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Iterator, Union
 
@@ -167,9 +168,17 @@ def api_tool(info: dict[str, Any]) -> Tool:
     props = {}
     for pname, p in info["input_parameters"].items():
         p = p if isinstance(p, dict) else {}
-        props[str(pname)] = {"type": str(p.get("type", "any")), "description": str(p.get("description", ""))}
+        props[str(pname)] = {"type": _type_name(p.get("type")), "description": str(p.get("description", ""))}
     return normalize_tools([{"name": info["name"], "description": info["description"],
                              "parameters": {"type": "dict", "properties": props, "required": list(props)}}])[0]
+
+
+def _type_name(t: Any) -> str:
+    """API-Bank's type strings in the Python spelling tools.py reads: "list(str)" -> "List[str]"."""
+    if not isinstance(t, str):
+        return "any"
+    m = re.fullmatch(r"\s*list\((\w+)\)\s*", t)
+    return f"List[{m.group(1)}]" if m else t
 
 
 # --- dialogues -------------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ METRIC: "call accuracy (API name and arguments against the recorded param_dict, 
 `check(example, text)` finds the call the way the official extraction does: the leftmost
 `[Name(` ... `)]` on one line of the answer, anything around it ignored, so "API-Request: [...]"
 and a bare "[...]" both count. That span is decoded by our bounded pythonic parser (never evaluated);
-when it does not parse, one repair is tried: a list or dict literal wrapped in quotes
-(`attendees='['John']'`, which the published expected_output strings contain) is unquoted. The answer
+when it does not parse, one repair is tried: each quoted value is taken to run to the quote that is
+followed by the next `key=` or by the closing `)]`, and is quoted again (the published
+expected_output strings hold values such as `attendees='['John']'` and `name='Luigi's'`). The answer
 is right when it is exactly one call, its name is the recorded `api_name`, its argument names are the
 recorded `param_dict`'s keys, and every value equals the recorded one after normalisation:
 
@@ -48,8 +49,9 @@ TOOL_SEARCHER = "ToolSearcher"
 
 _START = re.compile(r"\[(\w+)\(")
 # [ours] a repair only for spans of a plausible size: keeps the regex work small on hostile input
-_REPAIR_MAX_CHARS = 8192
-_QUOTED_LITERAL = re.compile(r"=\s*'(\[[^\n]*?\]|\{[^\n]*?\})'(?=\s*(?:,\s*\w+\s*=|\)\]))")
+_REPAIR_MAX_CHARS = 4096
+# a quoted value running to the quote that is followed by the next "key=" or by the closing ")]"
+_QUOTED_VALUE = re.compile(r"""(\w+)\s*=\s*(['"])(.*?)\2(?=\s*,\s*\w+\s*=|\s*\)\]$)""")
 
 
 def extract_call(text: str) -> str | None:
@@ -78,7 +80,7 @@ def decode(text: str) -> ParseResult:
     if result.is_call:
         return result
     if len(span) <= _REPAIR_MAX_CHARS:
-        repaired = _QUOTED_LITERAL.sub(lambda m: "=" + m.group(1), span)
+        repaired = _QUOTED_VALUE.sub(lambda m: f"{m.group(1)}={m.group(3)!r}", span)
         if repaired != span:
             again = parse(repaired, "pythonic")
             if again.is_call:

@@ -140,6 +140,19 @@ def normal_variants(gold, rng, quick):
         mutated[i] = (name, mutate_leaf(args, rng) if rng.random() < 0.3 else
                       {**args, (p := rng.choice(list(args))): mutate_leaf(args[p], rng)})
         out[f"mutate_{r}"] = render(mutated, space_escape=rng.random() < 0.3, bare=rng.random() < 0.2)
+    name, args = calls[0]
+    if args:
+        p, v = next(iter(args.items()))
+        rest = "".join(f", {k}={lit(x)}" for k, x in list(args.items())[1:])
+        others = "".join(", " + render([c])[1:-1] for c in calls[1:])
+        exprs = {"subscript": "v[0]", "attribute": "a.b", "fstring": "f'x'", "set": "{1}", "lambda": "lambda:1",
+                 "not": "not(True)", "invert": "~3", "neg_name": "-x", "compare": "1<2", "call": "G(k=1)",
+                 "call0": "H()", "neg_str": "-'a'", "complex": "2j", "div0": "1/0", "listadd": "[1]+[2]"}
+        if isinstance(v, str) and len(v) > 1:
+            exprs["concat"] = f"{v[: len(v) // 2]!r}+{v[len(v) // 2:]!r}"
+        for label, e in exprs.items():
+            out[f"expr_{label}"] = f"[{name}({p}={e}{rest}){others}]"
+        out["starstar"] = f"[{name}(**k{rest}){others}]"
     out["arith"] = re.sub(r"=(\d+)\b", r"=\1+0", render(calls), count=1)
     out["unary_plus"] = re.sub(r"=(\d+)\b", r"=+\1", render(calls), count=1)
     out["bare_true"] = render(calls).replace("True", "true").replace("False", "false")

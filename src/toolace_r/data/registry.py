@@ -156,4 +156,4 @@ def load_mix(spec: str, **options: Any) -> Iterator[Union[Example, DatasetError]
 def _ensure_builtin_loaders() -> None:
     # The built-in formats register themselves on import; importing here keeps `registry` importable
     # on its own (loaders import it) while `load` always sees them.
-    from toolace_r.data import apibank, bfcl, jsonl, toolace, xlam  # noqa: F401
+    from toolace_r.data import acebench, apibank, bfcl, jsonl, toolace, xlam  # noqa: F401

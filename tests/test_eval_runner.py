@@ -184,7 +184,7 @@ def test_cli_eval_scores_bfcl_predictions(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--benchmark", "nope", "--predictions", "PRED"], "unknown benchmark 'nope' (known: bfcl)"),
+    (["--benchmark", "nope", "--predictions", "PRED"], "unknown benchmark 'nope' (known: acebench, apibank, bfcl)"),
     (["--categories", "simple_pyton", "--predictions", "PRED"], "unknown BFCL category 'simple_pyton'"),
     ([], "--predictions is required"),
 ])

@@ -36,7 +36,7 @@ ANSWER_FORMATS = ("auto", "pythonic", "native")
 # What opens the system message of a pythonic prompt (docs/bfcl.md#prompt): "toolace" (ToolACE's
 # instruction, then the tool list as one JSON line) or "bfcl" (BFCL's own prompt-mode system prompt, read
 # from the installed bfcl-eval package at run time, tool list included, as `bfcl generate` sends it).
-INSTRUCTIONS = ("toolace", "bfcl")
+INSTRUCTIONS = ("toolace", "bfcl", "benchmark")
 
 # A conversation to render probes in (also prompts.refine_suffix's).
 PROBE_MESSAGES = [{"role": "user", "content": "<<toolace-r probe question>>"}]
@@ -56,8 +56,8 @@ def check_settings(cfg: Any) -> None:
     instruction = getattr(cfg, "instruction", "toolace")
     if instruction not in INSTRUCTIONS:
         raise ValueError(f"PromptConfig.instruction: unknown value {instruction!r}; known: {list(INSTRUCTIONS)}")
-    if instruction == "bfcl":
-        _check_bfcl_settings(cfg)
+    if instruction in ("bfcl", "benchmark"):
+        _check_bfcl_settings(cfg, instruction)
     if cfg.answer_format == "pythonic" and cfg.tools_in == "template":
         raise ValueError(_CONTRADICTION_TEMPLATE)
     if cfg.answer_format == "native":
@@ -84,20 +84,23 @@ def _check_native_settings(cfg: Any) -> None:
             "prompt.answer_format: pythonic")
 
 
-def _check_bfcl_settings(cfg: Any) -> None:
+def _check_bfcl_settings(cfg: Any, instruction: str = "bfcl") -> None:
+    """bfcl (BFCL's prompt-mode prompt) and benchmark (the prompt an example of ACEBench carries from the
+    benchmark's own code, docs/acebench.md) ask for pythonic calls and bring their own tool list."""
+    own = "BFCL's prompt-mode system prompt" if instruction == "bfcl" else "the benchmark's own system prompt"
     if cfg.answer_format == "native":
         raise ValueError(
-            "prompt.instruction: bfcl is BFCL's prompt-mode system prompt, which asks for pythonic calls, while "
+            f"prompt.instruction: {instruction} is {own}, which asks for pythonic calls, while "
             "prompt.answer_format: native trains and parses the chat template's own call format; set "
             "prompt.answer_format: pythonic (or auto), or prompt.instruction: toolace")
     if cfg.tools_in == "template":
         raise ValueError(
-            "prompt.tools_in: template hands the tools to the chat template, while prompt.instruction: bfcl puts "
-            "them in BFCL's system prompt; set prompt.tools_in: auto (or system)")
+            f"prompt.tools_in: template hands the tools to the chat template, while prompt.instruction: "
+            f"{instruction} puts them in {own}; set prompt.tools_in: auto (or system)")
     if cfg.system_prompt is not None:
         raise ValueError(
-            "prompt.system_prompt replaces the instruction, while prompt.instruction: bfcl asks for BFCL's own "
-            "system prompt; remove prompt.system_prompt, or set prompt.instruction: toolace")
+            f"prompt.system_prompt replaces the instruction, while prompt.instruction: {instruction} asks for "
+            f"{own}; remove prompt.system_prompt, or set prompt.instruction: toolace")
 
 
 _BFCL_MISSING = ("prompt.instruction: bfcl reads BFCL's own system prompt from the bfcl-eval package, which is "
@@ -250,7 +253,7 @@ def resolve(tokenizer: Any, cfg: Any) -> AnswerFormat:
         if cfg.answer_format == "native":
             raise ValueError("prompt.answer_format: native needs the model's tokenizer to render its chat template")
         return AnswerFormat("pythonic", "pythonic", True, _system_prompt(cfg, native=False))
-    if getattr(cfg, "instruction", "toolace") == "bfcl":  # BFCL's prompt asks for pythonic calls: auto is pythonic
+    if getattr(cfg, "instruction", "toolace") in ("bfcl", "benchmark"):  # they ask for pythonic calls
         return AnswerFormat("pythonic", "pythonic", True, _system_prompt(cfg, native=False))
     template = tokenizer.get_chat_template()
     key = (id(tokenizer), template, cfg.answer_format, cfg.tools_in, cfg.system_prompt,

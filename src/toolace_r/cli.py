@@ -273,10 +273,11 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=int, default=32,
                    help="items taken through every round together (the hf prefix cache holds ~40 sequences)")
     _answer_format_argument(p)
-    p.add_argument("--instruction", default="toolace", choices=["toolace", "bfcl"],
+    p.add_argument("--instruction", default="toolace", choices=["toolace", "bfcl", "benchmark"],
                    help="what opens a pythonic prompt: toolace (ToolACE's system prompt and the tool list, default) or "
                         "bfcl (BFCL's own prompt-mode system prompt, read from the installed bfcl-eval: scores "
-                        "comparable with BFCL's prompt-mode leaderboard rows; see docs/bfcl.md)")
+                        "comparable with BFCL's prompt-mode leaderboard rows; see docs/bfcl.md) or benchmark "
+                        "(the benchmark's own prompts: ACEBench's, read from --data-dir)")
     add_engine_arguments(p)
 
 
@@ -305,6 +306,10 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
 
     cfg = _refine_config(args)
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
+    if cfg.prompt.instruction == "benchmark":
+        from toolace_r.evaluation.benchmarks import own_prompts
+
+        examples = own_prompts(args.benchmark, examples, args.data_dir)
     writable_dir(args.out, "--out")  # before generating: nothing computed is lost to a wrong path
     if args.export_bfcl:
         writable_dir(args.export_bfcl, "--export-bfcl")

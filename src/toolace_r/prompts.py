@@ -62,8 +62,10 @@ class PromptConfig:
     # an assistant message's tool_calls, else pythonic).
     answer_format: str = "auto"
     # Which instruction opens a pythonic prompt (docs/bfcl.md#prompt): "toolace" (ToolACE's, then
-    # `tools_block`) or "bfcl" (BFCL's own prompt-mode system prompt with the tool list, read from the
-    # installed bfcl-eval; pythonic only, and an explicit system_prompt is then an error).
+    # `tools_block`), "bfcl" (BFCL's own prompt-mode system prompt with the tool list, read from the
+    # installed bfcl-eval) or "benchmark" (none of ours: the examples carry their benchmark's own system
+    # prompt, as `evaluation.benchmarks.own_prompts` gives ACEBench's); pythonic only, and an explicit
+    # system_prompt is then an error.
     instruction: str = "toolace"
     # The instruction that opens the system message; None: the answer format's own (ToolACE's
     # instruction for pythonic; none for native, whose template instructs).
@@ -123,6 +125,8 @@ def system_content(tools: Sequence[Tool | dict[str, Any]], cfg: PromptConfig, wi
     """Our system prompt, with the tool list when the answer format is pythonic."""
     if cfg.instruction == "bfcl" and with_tools:
         return bfcl_system_prompt([tool_schema(t) for t in tools])
+    if cfg.instruction == "benchmark":  # the example's messages carry the benchmark's own instruction
+        return ""
     prompt = (fmt or answer_format(None, cfg)).system_prompt
     if not with_tools:
         return prompt

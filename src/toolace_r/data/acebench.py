@@ -169,7 +169,7 @@ def _example(cat: str, lang: str, where: str, rec: Any, answers: dict[str, tuple
         meta["conversation"], meta["turn"] = parts[-2], parts[-1]
     gold = _gold(cat, answer_where, answer, truth)
     return Example(id=ex_id, messages=[{"role": "user", "content": question}], tools=tools, gold=gold,
-                   category=cat, metadata={"acebench": meta})
+                   category=cat, metadata={"benchmark": "acebench", "acebench": meta})
 
 
 def _gold(cat: str, where: str, answer: Any, truth: Any) -> Gold:

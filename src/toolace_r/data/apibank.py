@@ -255,6 +255,7 @@ def _sample(path: Path, level: str, turns: list[tuple[str, dict[str, Any]]], i: 
     name, params = turn["api_name"], dict(turn["param_dict"])
     declared = apis[name]["input_parameters"]
     metadata = {
+        "benchmark": "apibank",  # scored by evaluation/apibank.py (evaluation/benchmarks.py picks it)
         "file": path.name, "turn": i, "level": int(level[-1]), "official_id": official_id, "repeat": repeat,
         "api_turn": turn, "expected_output": expected_output(name, params),
         "param_types": {str(k): str(v.get("type")) if isinstance(v, dict) else None for k, v in declared.items()},

@@ -19,8 +19,24 @@ def _bfcl_examples(categories: str, data_dir: str | None, limit: int | None) -> 
     return list(load(source, limit=limit))
 
 
-# benchmark name -> loader(categories "a,b,...", data dir or None, limit per load or None)
-BENCHMARKS: dict[str, Callable[[str, str | None, int | None], list[Any]]] = {"bfcl": _bfcl_examples}
+def _source_examples(prefix: str, what: str) -> Callable[[str, str | None, int | None], list[Any]]:
+    """A benchmark whose data the user downloads: its loader, with --data-dir required."""
+    def examples(categories: str, data_dir: str | None, limit: int | None) -> list[Any]:
+        from toolace_r.data import load
+
+        if not data_dir:
+            raise ValueError(f"--benchmark {prefix} needs --data-dir: the folder of your {what} checkout")
+        return list(load(f"{prefix}:{categories or 'all'}@{data_dir}", limit=limit))
+    return examples
+
+
+# benchmark name -> loader(categories "a,b,...", data dir or None, limit per load or None); each is
+# scored by its own checker (evaluation/benchmarks.py)
+BENCHMARKS: dict[str, Callable[[str, str | None, int | None], list[Any]]] = {
+    "bfcl": _bfcl_examples,
+    "acebench": _source_examples("acebench", "ACEBench (github.com/ACEBench/ACEBench)"),
+    "apibank": _source_examples("apibank", "DAMO-ConvAI (its api-bank/ folder)"),
+}
 
 
 def load_benchmark(name: str, categories: str = "", data_dir: str | None = None,

@@ -61,7 +61,37 @@ def render_markdown(result: Any) -> str:
     out.append(f"{counts['scored']} items scored, {counts['correct']} correct; "
                f"{counts['missing_predictions']} without a prediction (counted wrong), "
                f"{counts['unknown_prediction_ids']} predictions with unknown ids, {counts['unscored']} unscored.")
-    out += ["", "## Summary scores", "", "| score | accuracy % | computed from | missing |", "|---|---:|---|---|"]
+    own = result.benchmark_summary()
+    if own is not None:
+        out += ["", *_benchmark_summary(result.benchmark, own)]
+    else:
+        out += _bfcl_summary(result)
+    return _rest(result, out)
+
+
+def _benchmark_summary(name: str, own: dict) -> list[str]:
+    """A benchmark's own aggregate (evaluation/benchmarks.py) as markdown."""
+    if name == "acebench":
+        present = [c for part in own["present"].values() for c in part]
+        lines = ["## ACEBench summary", "", f"Summary (ACEBench's weights: normal {own['weights']['normal']}, "
+                 f"special {own['weights']['special']}, agent {own['weights']['agent']}): "
+                 f"**{percent(own['summary'])}**. Scored: {', '.join(present) or '-'}.", "",
+                 "| group | accuracy % |", "|---|---:|"]
+        lines += [f"| {g} | {percent(v)} |" for g, v in own["groups"].items()]
+        missing = [c for part in own["missing"].values() for c in part]
+        lines += ["", f"- Not scored, counted 0 as ACEBench counts them: {', '.join(missing) or '-'}.",
+                  "- Multi-turn categories count a conversation right only if all its turns are (docs/acebench.md)."]
+        return lines
+    lines = [f"## API-Bank: {own['metric']}", "", "| level | accuracy % | API name right % | items |",
+             "|---|---:|---:|---:|"]
+    lines += [f"| {lvl} | {percent(r['accuracy'])} | {percent(r['name_accuracy'])} | {r['n']} |"
+              for lvl, r in own["levels"].items()]
+    lines += ["", "- Not the official execution-based score: see docs/benchmarks.md for how they can differ."]
+    return lines
+
+
+def _bfcl_summary(result: Any) -> list[str]:
+    out = ["", "## Summary scores", "", "| score | accuracy % | computed from | missing |", "|---|---:|---|---|"]
     for name, agg in result.aggregates.items():
         parts, missing = ", ".join(agg.parts) or "-", ", ".join(agg.missing) or "-"
         label = f"{name}: {partial_label(agg)}" if name == "partial_mean" else name
@@ -76,7 +106,10 @@ def render_markdown(result: Any) -> str:
             "(docs/bfcl.md#overall).",
             "- The exec_* categories (BFCL's unused executable sets, scored here by AST against their call "
             "strings) enter no summary score."]
+    return out
 
+
+def _rest(result: Any, out: list[str]) -> str:
     out += ["", "## Categories", "", "| category | accuracy % | correct | total | no prediction | unscored |",
             "|---|---:|---:|---:|---:|---:|"]
     for cat, s in result.categories.items():

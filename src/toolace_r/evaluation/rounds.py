@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolace_r.evaluation.checker import check
+from toolace_r.evaluation.benchmarks import score
 from toolace_r.data.select import examples_digest
 from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import CategoryScore, aggregate, summary_name
@@ -34,7 +34,7 @@ def round_verdicts(example: Any, trace: Any, fmt: str | None = None) -> list[boo
         if out and rnd.answer == trace.rounds[rnd.index - 1].answer:
             out.append(out[-1])  # unchanged answer: same verdict, no need to check again
             continue
-        verdict = check(example, rnd.answer, fmt)
+        verdict = score(example, rnd.answer, fmt)
         out.append(None if verdict.error_type == "unscored" else verdict.valid)
     return out
 
@@ -58,7 +58,11 @@ def round_metrics(examples: Sequence[Any], traces: Sequence[Any], fmt: str | Non
         groups.setdefault(ALL, []).append(row)
     categories = {cat: _group_metrics(rows, n_rounds) for cat, rows in groups.items() if cat != ALL}
     pooled = _group_metrics(groups.get(ALL, []), n_rounds)
-    summaries = _summaries_by_round(categories, n_rounds)
+    from toolace_r.evaluation.benchmarks import benchmark_of
+
+    # BFCL's summary scores by round; another benchmark's own summary is in metrics.json's "summary"
+    bfcl = all(benchmark_of(ex) == "bfcl" for ex in examples)
+    summaries = _summaries_by_round(categories, n_rounds) if bfcl else {}
     return {"rounds": list(range(n_rounds)), "categories": categories, ALL: pooled, "summary_by_round": summaries}
 
 

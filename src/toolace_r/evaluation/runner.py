@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from toolace_r.calls import MAX_DEPTH, ParseResult, ToolCall
-from toolace_r.evaluation.checker import check
+from toolace_r.evaluation.benchmarks import score as score_answer
 from toolace_r.files import dumps
 from toolace_r.jsonvalues import json_problem
 from toolace_r.jsonvalues import plain
@@ -122,6 +122,7 @@ class EvalResult:
     unknown_ids: list[str]
     unscored_ids: list[str]
     benchmark: str = "bfcl"
+    examples: list[Any] = field(default_factory=list, repr=False)  # what was scored (for a benchmark's summary)
 
     def error_counts(self) -> Counter:
         total: Counter = Counter()
@@ -147,7 +148,15 @@ class EvalResult:
             "missing_prediction_ids": self.missing_ids,
             "unknown_prediction_ids": self.unknown_ids,
             "unscored_ids": self.unscored_ids,
+            **({"summary": own} if (own := self.benchmark_summary()) is not None else {}),
         }
+
+    def benchmark_summary(self) -> dict[str, Any] | None:
+        """The benchmark's own aggregate (ACEBench's summary, API-Bank's levels); None for BFCL."""
+        from toolace_r.evaluation.benchmarks import summary
+
+        scored = [i for i in self.items if i.error_type != "unscored"]
+        return summary(self.benchmark, scored, self.examples)
 
 
 # --- predictions ---------------------------------------------------------------------------------
@@ -225,13 +234,16 @@ def _call(item: Any, where: str) -> ToolCall | ParseResult:
 # --- scoring ------------------------------------------------------------------------------------
 
 def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any], fmt: str | None = None) -> EvalResult:
-    """Score every example with its prediction (text, ToolCall list or ParseResult) by `check`;
-    fmt: how text predictions decode (None: BFCL's prompt-mode decoder; "hermes", "json": native calls)."""
+    """Score every example with its prediction (text, ToolCall list or ParseResult) by its benchmark's
+    checker (`benchmarks.score`); fmt: how text predictions decode (None: the benchmark's own decoder,
+    BFCL's prompt-mode one for BFCL; "hermes", "json": native calls)."""
     items: list[ItemResult] = []
     categories: dict[str, CategoryScore] = {}
     missing, unscored, seen = [], [], set()
+    examples_seen: list[Any] = []
     for ex in examples:
         seen.add(ex.id)
+        examples_seen.append(ex)
         score = categories.setdefault(ex.category, CategoryScore(ex.category))
         if ex.id not in predictions:
             missing.append(ex.id)
@@ -240,7 +252,7 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any], f
             score.errors["missing_prediction"] += 1
             items.append(ItemResult(ex.id, ex.category, False, "missing_prediction", "no prediction for this id"))
             continue
-        verdict = check(ex, predictions[ex.id], fmt)
+        verdict = score_answer(ex, predictions[ex.id], fmt)
         calls = None if verdict.calls is None else [plain(c.to_dict()) for c in verdict.calls]
         items.append(ItemResult(ex.id, ex.category, verdict.valid, verdict.error_type, verdict.error,
                                 verdict.bfcl_error_type, calls))
@@ -254,7 +266,19 @@ def evaluate_predictions(examples: Iterable[Any], predictions: dict[str, Any], f
         else:
             score.errors[verdict.error_type or "unknown"] += 1
     unknown = [key for key in predictions if key not in seen]
-    return EvalResult(items, categories, aggregate(categories), missing, unknown, unscored)
+    benchmark = _benchmark(examples_seen)
+    # BFCL's summary scores mean nothing over another benchmark's categories: that one has its own
+    aggregates = aggregate(categories) if benchmark == "bfcl" else {}
+    return EvalResult(items, categories, aggregates, missing, unknown, unscored, benchmark, examples_seen)
+
+
+def _benchmark(examples: list[Any]) -> str:
+    from toolace_r.evaluation.benchmarks import benchmark_of
+
+    names = {benchmark_of(ex) for ex in examples}
+    if len(names) > 1:
+        raise ValueError(f"the examples come from several benchmarks ({', '.join(sorted(names))}); score each alone")
+    return names.pop() if names else "bfcl"
 
 
 def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:

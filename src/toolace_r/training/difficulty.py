@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence
 from toolace_r.calls import parse, render
 from toolace_r.files import read_jsonl, write_jsonl
 from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams, common_prefix_len
-from toolace_r.evaluation import check
+from toolace_r.evaluation.benchmarks import score
 from toolace_r.progress import progress_bar
 from toolace_r.prompts import AnswerFormat, PromptConfig, answer_format, render_example, render_pair
 
@@ -65,7 +65,7 @@ def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cf
     for ex, result in zip(examples, results):
         samples = []
         for text in result.texts:
-            verdict = check(ex, text, decoder)
+            verdict = score(ex, text, decoder)
             valid, error_type = bool(verdict.valid), verdict.error_type
             if valid and cfg.strict_no_call and ex.gold.kind == "no_call" and parse(text).format != "text":
                 # BFCL counts any answer that decodes to no call as right, a broken call included; as a

@@ -241,8 +241,11 @@ class TrainingRun:
                                          prompt=cfg.prompt)
         engines = {"engine": cfg.sampling.engine, "engine_options": cfg.sampling.engine_options}
         make_engine = functools.partial(self.engine_factory, model_dir, cfg.sampling)
+        from toolace_r.evaluation.benchmarks import benchmark_of
+
+        benchmark = benchmark_of(self.eval_examples[0])  # data.eval may name any benchmark's source
         stage = eval_stage(where, self.eval_examples, model_dir, rcfg, make_engine, engines, {"model": model_dir},
-                           subdir="eval", summary_file="eval.json", tokenizer=True, progress=self.progress,
+                           benchmark, subdir="eval", summary_file="eval.json", tokenizer=True, progress=self.progress,
                            note=f"[{where}] evaluating on {len(self.eval_examples)} held-out items")
         return self.dir.run(stage)["accuracy"]
 

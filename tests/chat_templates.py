@@ -86,7 +86,8 @@ LLAMA31_SPECIALS = ("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>
                     "<|eot_id|>", "<|eom_id|>")
 
 
-def _byte_level(specials: tuple[str, ...], extra: tuple[str, ...] = ()):
+def byte_level(specials: tuple[str, ...], extra: tuple[str, ...] = ()):
+    """A byte-level BPE backend (one token per byte, no merges) with `specials` first, then `extra` tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -105,7 +106,7 @@ def build_hermes_tokenizer():
     from transformers import PreTrainedTokenizerFast
 
     tok = PreTrainedTokenizerFast(
-        tokenizer_object=_byte_level(HERMES_SPECIALS, ("<tool_call>", "</tool_call>")),
+        tokenizer_object=byte_level(HERMES_SPECIALS, ("<tool_call>", "</tool_call>")),
         eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=8192)
     tok.chat_template = HERMES_TEMPLATE
     return tok
@@ -117,7 +118,7 @@ def build_llama31_tokenizer():
     from tokenizers import processors
     from transformers import PreTrainedTokenizerFast
 
-    backend = _byte_level(LLAMA31_SPECIALS)
+    backend = byte_level(LLAMA31_SPECIALS)
     backend.post_processor = processors.TemplateProcessing(
         single="<|begin_of_text|> $A", pair="<|begin_of_text|> $A <|begin_of_text|> $B",
         special_tokens=[("<|begin_of_text|>", 0)])

@@ -37,15 +37,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def build_chatml_tokenizer():
     """A byte-level tokenizer (one token per byte, no merges) with ChatML specials and template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {tok: i for i, tok in enumerate([*CHATML_SPECIALS, *alphabet])}
-    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens(list(CHATML_SPECIALS))
+    from chat_templates import byte_level
+
+    backend = byte_level(CHATML_SPECIALS)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         eos_token="<|im_end|>",

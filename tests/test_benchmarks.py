@@ -134,3 +134,21 @@ def test_examples_of_two_benchmarks_are_not_scored_together():
     mixed = [*load(f"acebench:normal_atom_bool@{ACE}", limit=1), *load(f"apibank:level-1@{APIBANK}", limit=1)]
     with pytest.raises(ValueError, match="several benchmarks"):
         evaluate_predictions(mixed, {})
+
+
+def test_lenient_scores_are_reported_apart_from_the_compatible_ones(tmp_path):
+    examples = load(f"acebench:{ACE_CATS}@{ACE}")
+    rows = {ex.id: _gold_text(ex) for ex in examples}
+    pred = _write(tmp_path / "pred.jsonl", rows)
+    out = tmp_path / "out"
+    assert main(["eval", "--benchmark", "acebench", "--data-dir", str(ACE), "--categories", ACE_CATS,
+                 "--predictions", str(pred), "--out", str(out), "--lenient"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    lenient = metrics["lenient"]
+    for cat in metrics["summary"]["categories"]:
+        strict = [acebench.check(ex, rows[ex.id]).valid for ex in examples if ex.category == cat]
+        loose = [acebench.check(ex, rows[ex.id], lenient=True).valid for ex in examples if ex.category == cat]
+        assert metrics["categories"][cat]["correct"] == sum(strict)  # the compatible score is unchanged
+        assert lenient["categories"][cat]["correct"] == sum(loose) >= sum(strict)
+    assert main(["eval", "--benchmark", "apibank", "--data-dir", str(APIBANK), "--predictions", str(pred),
+                 "--out", str(tmp_path / "o2"), "--lenient"]) == 2

@@ -193,6 +193,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                                 "--model also predictions.jsonl, traces.jsonl, config.json, rounds.png)")
     p.add_argument("--data-dir", default=None, help="benchmark data dir (default: the installed bfcl-eval wheel)")
     p.add_argument("--limit", type=_count, default=None, help="at most this many examples per category")
+    p.add_argument("--lenient", action="store_true",
+                   help="acebench: also score with the quirks that reject right answers fixed, written apart as "
+                        "metrics.json's \"lenient\" block (the compatible score is unchanged)")
     p.add_argument("--parser", default="bfcl", choices=["bfcl", "hermes", "json", "auto"],
                    help="with --predictions: how answer text decodes: bfcl (BFCL's prompt-mode decoder, pythonic; "
                         "default), hermes (<tool_call> blocks), json (JSON call objects), auto (any of them)")
@@ -226,6 +229,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     fmt = None if args.parser == "bfcl" else args.parser
     result = evaluate_predictions(examples, predictions, fmt)
     result.benchmark = args.benchmark
+    if args.lenient:
+        from toolace_r.evaluation.benchmarks import lenient_summary
+
+        result.extra["lenient"] = lenient_summary(args.benchmark, examples, predictions, fmt)
     paths = write_outputs(result, args.out)
     sys.stdout.write(render_table(result) + "\n")
     sys.stdout.write(f"wrote {paths['metrics']}, {paths['results']}, {paths['report']}\n")
@@ -321,6 +328,16 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
            "engine_options": list(args.engine_option), "examples": len(examples)}
     report = write_refine_outputs(examples, result, args.out, run, args.benchmark)
+    if args.lenient:  # beside the compatible score, in the metrics file just written
+        import json
+
+        from toolace_r.evaluation.benchmarks import lenient_summary
+        from toolace_r.files import write_json
+
+        metrics = json.loads(report.paths["metrics"].read_text(encoding="utf-8"))
+        metrics["lenient"] = lenient_summary(args.benchmark, examples, {t.id: t.final for t in result.traces},
+                                             result.parse_format if result.answer_format == "native" else None)
+        write_json(report.paths["metrics"], metrics, indent=2)
     sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
     sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
     finals = {t.id: t.final for t in result.traces}

@@ -40,20 +40,13 @@ import re
 from typing import Any, Iterable, Mapping
 
 from toolace_r.calls import ToolCall
+from toolace_r.data.acebench import AGENT_CATEGORIES, NORMAL_CATEGORIES, SPECIAL_CATEGORIES
 from toolace_r.evaluation.checker import Verdict
 
 SPECIAL_PREFIX = "special"
 MULTI_TURN_PREFIX = "normal_multi_turn"
 NORMAL_WEIGHT, SPECIAL_WEIGHT, AGENT_WEIGHT = 0.578, 0.2676, 0.1545
 
-NORMAL_CATEGORIES = (
-    "normal_single_turn_single_function", "normal_single_turn_parallel_function",
-    "normal_multi_turn_user_switch", "normal_multi_turn_user_adjust", "normal_similar_api",
-    "normal_preference", "normal_atom_bool", "normal_atom_enum", "normal_atom_number", "normal_atom_list",
-    "normal_atom_object_deep", "normal_atom_object_short",
-)
-SPECIAL_CATEGORIES = ("special_incomplete", "special_error_param", "special_irrelevant")
-AGENT_CATEGORIES = ("agent_multi_turn", "agent_multi_step")
 GROUPS = {
     "atom": tuple(c for c in NORMAL_CATEGORIES if c.startswith("normal_atom_")),
     "single_turn": ("normal_single_turn_single_function", "normal_single_turn_parallel_function"),

@@ -45,6 +45,22 @@ def score(example: Any, answer: Any, fmt: str | None = None) -> Any:
     return check(example, answer, fmt)
 
 
+def lenient_summary(name: str, examples: Iterable[Any], answers: dict[str, Any], fmt: str | None = None
+                    ) -> dict[str, Any]:
+    """ACEBench scored with `lenient=True` (only the quirks that reject right answers fixed,
+    docs/acebench.md): reported beside the compatible score, never mixed into it."""
+    if name != "acebench":
+        raise ValueError(f"--lenient applies to ACEBench's quirks; --benchmark is {name!r}")
+    from toolace_r.evaluation import acebench
+
+    by_category: dict[str, list[tuple[str, bool]]] = {}
+    for ex in examples:
+        valid = ex.id in answers and acebench.check(ex, _pythonic_text(answers[ex.id], fmt), lenient=True).valid
+        by_category.setdefault(ex.category, []).append((ex.id, bool(valid)))
+    return {"note": "lenient: ACEBench's quirks that reject right answers fixed; not ACEBench's own score",
+            **acebench.aggregate(by_category)}
+
+
 def own_prompts(name: str, examples: Iterable[Any], data_dir: str | None) -> list[Any]:
     """`examples` with their benchmark's own system prompt and tool list in their messages, for
     `prompt.instruction: benchmark`: ACEBench's, read from the user's checkout (docs/acebench.md)."""

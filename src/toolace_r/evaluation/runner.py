@@ -123,6 +123,7 @@ class EvalResult:
     unscored_ids: list[str]
     benchmark: str = "bfcl"
     examples: list[Any] = field(default_factory=list, repr=False)  # what was scored (for a benchmark's summary)
+    extra: dict[str, Any] = field(default_factory=dict)  # blocks reported beside the score (e.g. "lenient")
 
     def error_counts(self) -> Counter:
         total: Counter = Counter()
@@ -149,6 +150,7 @@ class EvalResult:
             "unknown_prediction_ids": self.unknown_ids,
             "unscored_ids": self.unscored_ids,
             **({"summary": own} if (own := self.benchmark_summary()) is not None else {}),
+            **self.extra,
         }
 
     def benchmark_summary(self) -> dict[str, Any] | None:

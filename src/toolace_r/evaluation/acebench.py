@@ -17,7 +17,8 @@ summary. The ideas, each one function group below:
   then a value check: numbers and booleans never compared, strings by standardised containment, lists
   elementwise after standardising, objects by textual containment (lists inside objects as raw text).
 - special categories: fixed phrases and stored strings as plain substrings of the raw text.
-- scores: accuracy per category (multi-turn per conversation), group means, weighted summary.
+- scores: accuracy per category (multi-turn per conversation), group means, weighted summary
+  (evaluation/acebench_scores.py; decoding lives in evaluation/acebench_decode.py).
 
 Every quirk is reproduced by default. `lenient=True` fixes only the quirks that reject a literally
 right answer (the gold written as `[Name(k=<repr>)]`, or the special phrase as the prompt asks):
@@ -34,27 +35,16 @@ Where ACEBench's own code would stop with an exception, the verdict is wrong wit
 """
 from __future__ import annotations
 
-import ast
-import operator
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
 from toolace_r.calls import ToolCall
-from toolace_r.data.acebench import AGENT_CATEGORIES, NORMAL_CATEGORIES, SPECIAL_CATEGORIES
+from toolace_r.evaluation.acebench_decode import _Crash, _Fail, decode
+from toolace_r.evaluation.acebench_scores import MULTI_TURN_PREFIX, SPECIAL_PREFIX, aggregate, category_score
 from toolace_r.evaluation.checker import Verdict
 
-SPECIAL_PREFIX = "special"
-MULTI_TURN_PREFIX = "normal_multi_turn"
-NORMAL_WEIGHT, SPECIAL_WEIGHT, AGENT_WEIGHT = 0.578, 0.2676, 0.1545
+__all__ = ["MULTI_TURN_PREFIX", "SPECIAL_PREFIX", "aggregate", "category_score", "check", "decode", "standardise"]
 
-GROUPS = {
-    "atom": tuple(c for c in NORMAL_CATEGORIES if c.startswith("normal_atom_")),
-    "single_turn": ("normal_single_turn_single_function", "normal_single_turn_parallel_function"),
-    "multi_turn": ("normal_multi_turn_user_switch", "normal_multi_turn_user_adjust"),
-    "normal_summary": NORMAL_CATEGORIES,
-    "special_summary": SPECIAL_CATEGORIES,
-    "agent_summary": AGENT_CATEGORIES,
-}
 
 # ACEBench's schema type names -> the Python type a value must have (`enum` matches no value).
 _NO_VALUE = type("_NoValue", (), {})
@@ -70,21 +60,6 @@ _STANDARDISE_DROP = re.compile(r"[ ,./\-_*^]")
 INCOMPLETE_MARK = "Missing necessary parameters"
 ERROR_PARAM_MARK = "There is incorrect value"
 IRRELEVANT_MARK = "the limitations of the function"
-
-
-class _Fail(Exception):
-    """A wrong answer: our error type, a message, ACEBench's own error type."""
-
-    def __init__(self, error_type: str, message: str, official: str):
-        super().__init__(message)
-        self.error_type, self.message, self.official = error_type, message, official
-
-
-class _Crash(_Fail):
-    """A spot where ACEBench's own checker raises an exception (it would stop the whole run)."""
-
-    def __init__(self, message: str):
-        super().__init__("value", f"ACEBench's checker raises here: {message}", "crash")
 
 
 # --- entry point -------------------------------------------------------------------------------------
@@ -121,136 +96,6 @@ def _check_normal(functions: list, truth: Any, text: str, lenient: bool) -> Verd
     if first is None:
         first = _Crash("no ground truth")
     return Verdict(False, first.error_type, first.message, calls, first.official)
-
-
-# --- decoding ----------------------------------------------------------------------------------------
-
-MAX_POWER_EXPONENT = 10_000   # [ours] bounds on computing arithmetic found in an answer
-MAX_SEQUENCE_RESULT = 1_000_000
-
-
-def decode(text: str) -> list[tuple[str, dict]]:
-    """[(name, {keyword: value})] by ACEBench's decoding rules; _Fail when ACEBench cannot decode it."""
-    cleaned = "".join(text.split())
-    try:
-        tree = ast.parse(cleaned, mode="eval")
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        raise _Fail("decode_failure", f"not a Python expression: {exc}", "wrong_output_format") from None
-    body = tree.body
-    if not isinstance(body, (ast.List, ast.Tuple, ast.Set)):
-        raise _Fail("decode_failure", "expected a list of calls [F(k=v), ...]", "wrong_output_format")
-    out = []
-    for elt in body.elts:
-        if not isinstance(elt, ast.Call):
-            raise _Fail("decode_failure", f"not a call: {ast.unparse(elt)[:80]}", "wrong_output_format")
-        try:
-            name, args = _call(elt)
-        except RecursionError:
-            raise _Fail("decode_failure", "nested too deeply", "wrong_output_format") from None
-        out.append((name, args))
-    return out
-
-
-def _dotted_name(func: ast.expr) -> str:
-    parts = []
-    while isinstance(func, ast.Attribute):
-        parts.append(func.attr)
-        func = func.value
-    if isinstance(func, ast.Name):
-        parts.append(func.id)
-    return ".".join(reversed(parts))
-
-
-def _call(node: ast.Call) -> tuple[str, dict]:
-    """Keyword arguments only (positional ones are dropped); `**x` becomes the argument named None."""
-    return _dotted_name(node.func), {kw.arg: _value(kw.value) for kw in node.keywords}
-
-
-def _value(node: Any) -> Any:
-    bad = _Fail("decode_failure", f"unsupported value {type(node).__name__}", "wrong_output_format")
-    if isinstance(node, ast.Constant):
-        return "..." if node.value is Ellipsis else node.value
-    if isinstance(node, ast.UnaryOp):  # whatever the operator, the literal operand is negated
-        if not isinstance(node.operand, ast.Constant):
-            raise bad
-        try:
-            return -node.operand.value
-        except TypeError:
-            raise bad from None
-    if isinstance(node, ast.List):
-        return [_value(v) for v in node.elts]
-    if isinstance(node, ast.Tuple):
-        return tuple(_value(v) for v in node.elts)
-    if isinstance(node, ast.Dict):
-        out = {}
-        for k, v in zip(node.keys, node.values):
-            key = _value(k)  # `**x` inside a dict has no key node: unsupported
-            try:
-                out[key] = _value(v)
-            except TypeError:
-                raise bad from None
-        return out
-    if isinstance(node, ast.BinOp):
-        return _arithmetic(node)
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Call):
-        name, args = _call(node)
-        return {name: args}
-    if isinstance(node, ast.Subscript):
-        return ast.unparse(node.value) + "[" + ast.unparse(node.slice) + "]"
-    raise bad
-
-
-_BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
-    ast.LShift: operator.lshift, ast.RShift: operator.rshift, ast.BitOr: operator.or_,
-    ast.BitXor: operator.xor, ast.BitAnd: operator.and_, ast.MatMult: operator.matmul,
-}
-_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert, ast.Not: operator.not_}
-
-
-def _arithmetic(node: ast.expr) -> Any:
-    """The value Python gives an operation over literals (ACEBench computes it); names, calls and
-    results past the size bounds cannot be decoded."""
-    bad = _Fail("decode_failure", f"cannot compute {ast.unparse(node)[:80]}", "wrong_output_format")
-    try:
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
-            items = [_arithmetic(e) for e in node.elts]
-            return {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)](items)
-        if isinstance(node, ast.Dict) and all(k is not None for k in node.keys):
-            return {_arithmetic(k): _arithmetic(v) for k, v in zip(node.keys, node.values)}
-        if isinstance(node, ast.UnaryOp):
-            return _UNARY[type(node.op)](_arithmetic(node.operand))
-        if isinstance(node, ast.BinOp):
-            left, right = _arithmetic(node.left), _arithmetic(node.right)
-            _check_size(node.op, left, right)
-            return _BINOPS[type(node.op)](left, right)
-    except _Fail:
-        raise
-    except (ArithmeticError, TypeError, ValueError, KeyError, MemoryError, RecursionError):
-        raise bad from None
-    raise bad
-
-
-def _check_size(op: ast.operator, left: Any, right: Any) -> None:
-    def big_int(x: Any) -> bool:
-        return isinstance(x, int) and abs(x) > MAX_SEQUENCE_RESULT
-    too_big = (
-        isinstance(op, ast.Pow) and isinstance(right, int) and abs(right) > MAX_POWER_EXPONENT
-        or isinstance(op, ast.LShift) and isinstance(right, int) and right > MAX_POWER_EXPONENT
-        or isinstance(op, ast.Mult) and (
-            isinstance(left, (str, bytes, list, tuple)) and isinstance(right, int)
-            and len(left) * max(right, 0) > MAX_SEQUENCE_RESULT
-            or isinstance(right, (str, bytes, list, tuple)) and isinstance(left, int)
-            and len(right) * max(left, 0) > MAX_SEQUENCE_RESULT
-            or big_int(left) and big_int(right) and left.bit_length() + right.bit_length() > 64 * MAX_POWER_EXPONENT)
-    )
-    if too_big:
-        raise _Fail("decode_failure", "arithmetic result too large to compute", "wrong_output_format")
 
 
 # --- matching calls to the ground truth --------------------------------------------------------------
@@ -523,71 +368,3 @@ def _check_special(category: str, truth: Any, text: str, lenient: bool) -> Verdi
             return wrong(False, f"does not say {IRRELEVANT_MARK!r}")
         return Verdict(True)
     raise ValueError(f"unknown special category {category!r}")
-
-
-# --- scores ------------------------------------------------------------------------------------------
-
-def _is_valid(result: Any) -> bool:
-    return bool(result.valid if isinstance(result, Verdict) else result)
-
-
-def _pairs(results: Any) -> list[tuple[str, bool]]:
-    items = results.items() if isinstance(results, Mapping) else results
-    return [(str(i), _is_valid(r)) for i, r in items]
-
-
-def category_score(category: str, results: Any) -> dict[str, Any]:
-    """ACEBench's score for one category from {id: Verdict|bool} or [(id, Verdict|bool)] in data order.
-
-    Single-turn normal categories: correct/items rounded to 3; special ones unrounded; multi-turn ones
-    per conversation (the id's second-to-last field): a conversation counts iff all its turns are right,
-    plus ACEBench's "process accuracy" (mean share of right turns)."""
-    pairs = _pairs(results)
-    correct = sum(v for _, v in pairs)
-    out: dict[str, Any] = {"correct": correct, "total": len(pairs)}
-    if not pairs:
-        out["accuracy"] = 0
-        return out
-    if category.startswith(MULTI_TURN_PREFIX):
-        conversations: dict[str, list[bool]] = {}
-        for ex_id, valid in pairs:
-            conversations.setdefault(ex_id.split("_")[-2], []).append(valid)
-        out["accuracy"] = round(sum(all(v) for v in conversations.values()) / len(conversations), 3)
-        out["process_accuracy"] = round(sum(round(sum(v) / len(v), 3) for v in conversations.values())
-                                        / len(conversations), 3)
-        out["conversations"] = len(conversations)
-        out["conversations_correct"] = sum(all(v) for v in conversations.values())
-    elif category.startswith(SPECIAL_PREFIX):
-        out["accuracy"] = correct / len(pairs)
-    else:
-        out["accuracy"] = round(correct / len(pairs), 3)
-    return out
-
-
-def aggregate(results_by_category: Mapping[str, Any]) -> dict[str, Any]:
-    """ACEBench's category accuracies, group means and summary from verdicts per category.
-
-    Categories not given count as 0, as in ACEBench's leaderboard; `present` and `missing` say which
-    were given, and the agent part (never scored here) is always missing, so `summary` is at most
-    0.578 + 0.2676 = 0.8456."""
-    categories = {c: category_score(c, r) for c, r in results_by_category.items()}
-    unknown = sorted(set(categories) - set(NORMAL_CATEGORIES) - set(SPECIAL_CATEGORIES) - set(AGENT_CATEGORIES))
-    if unknown:
-        raise ValueError(f"unknown ACEBench categories: {', '.join(unknown)}")
-
-    def acc(c: str) -> float:
-        return categories[c]["accuracy"] if c in categories else 0
-
-    groups = {g: round(sum(acc(c) for c in cats) / len(cats), 3) for g, cats in GROUPS.items()}
-    summary = round(groups["special_summary"] * SPECIAL_WEIGHT + groups["normal_summary"] * NORMAL_WEIGHT
-                    + groups["agent_summary"] * AGENT_WEIGHT, 3)
-    parts = {"normal": NORMAL_CATEGORIES, "special": SPECIAL_CATEGORIES, "agent": AGENT_CATEGORIES}
-    return {
-        "categories": categories,
-        "groups": groups,
-        "summary": summary,
-        "weights": {"normal": NORMAL_WEIGHT, "special": SPECIAL_WEIGHT, "agent": AGENT_WEIGHT},
-        "present": {p: [c for c in cats if c in categories] for p, cats in parts.items()},
-        "missing": {p: [c for c in cats if c not in categories] for p, cats in parts.items()},
-        "note": "missing categories count as 0 (ACEBench's rule); the agent part is not scored here",
-    }

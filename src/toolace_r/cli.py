@@ -54,6 +54,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from toolace_r.files import writable_dir
 
     _check_export_arguments(args)
+    if args.lenient and args.benchmark != "acebench":  # before any model runs
+        raise ValueError(f"--lenient applies to ACEBench's quirks; --benchmark is {args.benchmark!r}")
     if args.model:
         return _cmd_eval_model(args)
     if not args.predictions:
@@ -164,17 +166,7 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
            "engine_options": list(args.engine_option), "examples": len(examples)}
-    report = write_refine_outputs(examples, result, args.out, run, args.benchmark)
-    if args.lenient:  # beside the compatible score, in the metrics file just written
-        import json
-
-        from toolace_r.evaluation.benchmarks import lenient_summary
-        from toolace_r.files import write_json
-
-        metrics = json.loads(report.paths["metrics"].read_text(encoding="utf-8"))
-        metrics["lenient"] = lenient_summary(args.benchmark, examples, {t.id: t.final for t in result.traces},
-                                             result.parse_format if result.answer_format == "native" else None)
-        write_json(report.paths["metrics"], metrics, indent=2)
+    report = write_refine_outputs(examples, result, args.out, run, args.benchmark, lenient=args.lenient)
     sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
     sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
     finals = {t.id: t.final for t in result.traces}

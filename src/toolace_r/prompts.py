@@ -271,17 +271,8 @@ def render_pair(
     through its end-of-turn token. target is answer text in the run's format (`AnswerFormat.target`
     writes gold calls); native calls enter the chat as a `tool_calls` message.
     """
-    cfg = cfg or PromptConfig()
-    fmt = answer_format(tokenizer, cfg)
-    chat = _chat(tokenizer, tools, messages, previous_answers, cfg, fmt, feedback)
-    prompt = _apply(tokenizer, chat, tools, cfg, True, fmt)
-    full = _apply(tokenizer, [*chat, fmt.assistant_message(target)], tools, cfg, False, fmt)
-    if not full.startswith(prompt):
-        raise ValueError(
-            "chat template does not extend the generation prompt with the answer (the conversation with "
-            "the answer does not start with the prompt), so the completion cannot be separated for training"
-        )
-    return prompt, cut_after_end_of_turn(tokenizer, full[len(prompt):])
+    prompt, completion, _ = training_pair(tokenizer, tools, messages, target, previous_answers, cfg, feedback)
+    return prompt, completion
 
 
 def pair_conversation(
@@ -293,22 +284,46 @@ def pair_conversation(
     cfg: PromptConfig | None = None,
     feedback: Sequence[str | None] = (),
 ) -> dict[str, Any]:
-    """The training pair of `render_pair` as a TRL conversational prompt-completion row:
-    {"prompt": [messages], "completion": [the assistant message], "tools"?, "chat_template_kwargs"?}.
+    """The training pair of `render_pair` as a TRL conversational prompt-completion row (see
+    `training_pair`)."""
+    return training_pair(tokenizer, tools, messages, target, previous_answers, cfg, feedback)[2]
 
-    Rendered by the same chat template (as TRL's SFTTrainer does: tools and chat_template_kwargs read
-    from the row) it gives `render_pair`'s strings. "tools" (OpenAI schemas) only in the native format:
-    a pythonic prompt already lists them in its system message, and a template shown them again would
-    add its own instruction."""
+
+def training_pair(
+    tokenizer: Any,
+    tools: Sequence[Tool | dict[str, Any]],
+    messages: Sequence[dict[str, Any]],
+    target: str,
+    previous_answers: Sequence[str] = (),
+    cfg: PromptConfig | None = None,
+    feedback: Sequence[str | None] = (),
+) -> tuple[str, str, dict[str, Any]]:
+    """(prompt, completion, conversation) of one training pair, from one chat built once.
+
+    prompt and completion are `render_pair`'s strings. conversation is the same pair as a TRL
+    conversational prompt-completion row: {"prompt": [messages], "completion": [the assistant message],
+    "tools"?, "chat_template_kwargs"?}; rendered by the same chat template (as TRL's SFTTrainer does: tools
+    and chat_template_kwargs read from the row) it gives those strings. "tools" (OpenAI schemas) only in the
+    native format: a pythonic prompt already lists them in its system message, and a template shown them
+    again would add its own instruction.
+    """
     cfg = cfg or PromptConfig()
     fmt = answer_format(tokenizer, cfg)
-    row: dict[str, Any] = {"prompt": _chat(tokenizer, tools, messages, previous_answers, cfg, fmt, feedback),
-                           "completion": [fmt.assistant_message(target)]}
+    chat = _chat(tokenizer, tools, messages, previous_answers, cfg, fmt, feedback)
+    answer = fmt.assistant_message(target)
+    prompt = _apply(tokenizer, chat, tools, cfg, True, fmt)
+    full = _apply(tokenizer, [*chat, answer], tools, cfg, False, fmt)
+    if not full.startswith(prompt):
+        raise ValueError(
+            "chat template does not extend the generation prompt with the answer (the conversation with "
+            "the answer does not start with the prompt), so the completion cannot be separated for training"
+        )
+    conversation: dict[str, Any] = {"prompt": chat, "completion": [answer]}
     if fmt.native and tools:
-        row["tools"] = [_template_tool(t) for t in tools]
+        conversation["tools"] = [_template_tool(t) for t in tools]
     if cfg.chat_template_kwargs:
-        row["chat_template_kwargs"] = dict(cfg.chat_template_kwargs)
-    return row
+        conversation["chat_template_kwargs"] = dict(cfg.chat_template_kwargs)
+    return prompt, cut_after_end_of_turn(tokenizer, full[len(prompt):]), conversation
 
 
 def refine_suffix(tokenizer: Any, cfg: PromptConfig | None = None) -> str:

@@ -230,7 +230,8 @@ class RefineReport:
 
 
 def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Path,
-                         run_config: dict[str, Any] | None = None, benchmark: str = "bfcl") -> RefineReport:
+                         run_config: dict[str, Any] | None = None, benchmark: str = "bfcl",
+                         lenient: bool = False) -> RefineReport:
     """Score a `RefineResult` and write the run directory.
 
     predictions.jsonl (final answers, BFCL format) and traces.jsonl; config.json (the refine config
@@ -247,8 +248,13 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     fmt = result.parse_format if result.answer_format == "native" else None
     config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config,
               "answer_format": result.answer_format, "parse_format": fmt or "bfcl"}
-    scored = evaluate_predictions(examples, {t.id: t.final for t in result.traces}, fmt)
+    finals = {t.id: t.final for t in result.traces}
+    scored = evaluate_predictions(examples, finals, fmt)
     scored.benchmark = benchmark
+    if lenient:  # ACEBench without the quirks that reject right answers, beside the compatible score
+        from toolace_r.evaluation.benchmarks import lenient_summary
+
+        scored.extra["lenient"] = lenient_summary(benchmark, examples, finals, fmt)
     rounds = round_metrics(examples, result.traces, fmt)
     rounds["policy"] = refine_config["policy"]
     rounds["max_rounds"] = refine_config["max_rounds"]

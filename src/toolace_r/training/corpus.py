@@ -1,8 +1,8 @@
 """The training corpus of one iteration: SFT examples plus self-refinement examples.
 
 Each row is {"prompt", "completion", "kind", "id", "conversation"}: the strings rendered by
-prompts.render_pair, so the loss can go on the completion alone, and the same pair as TRL's conversational
-row (prompts.pair_conversation), which `export_corpus` (`toolace-r data convert --corpus`) writes out for
+prompts.training_pair, so the loss can go on the completion alone, and the same pair as TRL's conversational
+row (from the same call), which `export_corpus` (`toolace-r data convert --corpus`) writes out for
 other trainers. Refinement rows continue the conversation with the model's own sampled answer y_prev
 (previous_answers=(y_prev,)):
 - fix:  y_prev wrong -> the gold answer;
@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 from toolace_r.data.records import json_lines
 from toolace_r.data.registry import DatasetError
 from toolace_r.files import read_jsonl, write_jsonl
-from toolace_r.prompts import PromptConfig, pair_conversation, render_pair
+from toolace_r.prompts import PromptConfig, training_pair
 from toolace_r.schema_check import answer_problems, feedback_text
 
 from .config import CorpusConfig
@@ -60,10 +60,8 @@ def build_corpus(examples: dict[str, Any], records: dict[str, dict[str, Any]], t
 
 def _row(tokenizer: Any, ex: Any, goal: str, previous: tuple[str, ...], prompt_cfg: PromptConfig,
          feedback: tuple, kind: str, item: str) -> dict[str, Any]:
-    prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=previous,
-                                     cfg=prompt_cfg, feedback=feedback)
-    conversation = pair_conversation(tokenizer, ex.tools, ex.messages, goal, previous_answers=previous,
-                                     cfg=prompt_cfg, feedback=feedback)
+    prompt, completion, conversation = training_pair(tokenizer, ex.tools, ex.messages, goal, previous_answers=previous,
+                                                     cfg=prompt_cfg, feedback=feedback)
     return {"prompt": prompt, "completion": completion, "kind": kind, "id": item, "conversation": conversation}
 
 

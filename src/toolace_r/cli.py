@@ -42,6 +42,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bfcl-model-name", default=None, metavar="NAME",
                    help="the model name of the --export-bfcl layout: a name in BFCL's model config whose handler "
                         "decodes pythonic answers (default Team-ACE/ToolACE-2-8B, a prompt-mode entry)")
+    p.add_argument("--max-steps", type=int, default=20,
+                   help="BFCL multi-turn: a turn force-quits its item after more than this many steps with calls "
+                        "(default 20, BFCL's limit)")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -143,6 +146,7 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     from toolace_r.engines import engine_from_args
     from toolace_r.evaluation.report import render_table
     from toolace_r.data.select import benchmark_slice
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn, render_multi_turn_table, run_multi_turn
     from toolace_r.evaluation.rounds import render_rounds_table, write_refine_outputs
     from toolace_r.refine import refine
 
@@ -151,24 +155,38 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     from toolace_r.files import writable_dir
 
     cfg = _refine_config(args)
+    if args.max_steps < 0:
+        raise ValueError(f"--max-steps must be >= 0, got {args.max_steps}")
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     if cfg.prompt.instruction == "benchmark":
         from toolace_r.evaluation.benchmarks import own_prompts
 
         examples = own_prompts(args.benchmark, examples, args.data_dir)
+    single = [ex for ex in examples if not is_multi_turn(ex)]
+    multi = [ex for ex in examples if is_multi_turn(ex)]
+    if multi and args.export_bfcl:
+        raise ValueError("--export-bfcl writes single-turn result files; leave the multi_turn categories out of it")
     writable_dir(args.out, "--out")  # before generating: nothing computed is lost to a wrong path
     if args.export_bfcl:
         writable_dir(args.export_bfcl, "--export-bfcl")
-    sys.stderr.write(f"eval: {len(examples)} examples, model {args.model} ({args.engine} engine), "
-                     f"refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
+    sys.stderr.write(f"eval: {len(single)} single-turn and {len(multi)} multi-turn examples, model {args.model} "
+                     f"({args.engine} engine), refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
     with engine_from_args(args, model=args.model) as engine:
-        result = refine(examples, engine, cfg, progress=True)
+        result = refine(single, engine, cfg, progress=bool(single))
+        mt = run_multi_turn(multi, engine, cfg, max_steps=args.max_steps, progress=True) if multi else None
     run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
            "engine_options": list(args.engine_option), "examples": len(examples)}
-    report = write_refine_outputs(examples, result, args.out, run, args.benchmark, lenient=args.lenient)
-    sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
-    sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
+    report = write_refine_outputs(examples, result, args.out, run, args.benchmark, lenient=args.lenient,
+                                  multi_turn=mt)
+    text = render_table(report.scored) + "\n"
+    if report.rounds is not None and single:
+        text += "\n" + render_rounds_table(report.rounds) + "\n"
+    if report.multi_turn is not None:
+        text += "\n" + render_multi_turn_table(report.multi_turn) + "\n"
+    sys.stdout.write(text)
+    seconds = result.seconds + (mt.seconds if mt is not None else 0.0)
+    sys.stdout.write(f"{seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")
     finals = {t.id: t.final for t in result.traces}
     _export_bfcl(args, examples, finals, report.scored if result.answer_format == "native" else None)
     return 0

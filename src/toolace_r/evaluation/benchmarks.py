@@ -27,6 +27,11 @@ def benchmark_of(example: Any) -> str:
 def score(example: Any, answer: Any, fmt: str | None = None) -> Any:
     """The verdict on `answer` (text, a ParseResult or ToolCalls) for `example`, by its benchmark's rules.
     fmt: how answer text decodes (None: the benchmark's own decoder; a native parser such as "hermes")."""
+    if getattr(getattr(example, "gold", None), "kind", None) == "multi_turn":
+        # BFCL multi-turn: `answer` is the calls of each step of each turn (multi_turn_loop.Trajectory.calls)
+        from toolace_r.evaluation.multi_turn import check_multi_turn
+
+        return check_multi_turn(example, answer)
     name = benchmark_of(example)
     if name == "acebench":
         from toolace_r.evaluation import acebench

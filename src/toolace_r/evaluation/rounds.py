@@ -222,22 +222,28 @@ def plot_rounds(metrics: dict[str, Any], path: str | Path, title: str = "") -> P
 
 @dataclass
 class RefineReport:
-    """What `write_refine_outputs` wrote (`paths`), the final answers' `EvalResult` and the round metrics."""
+    """What `write_refine_outputs` wrote (`paths`), the final answers' `EvalResult`, the round metrics and the
+    multi-turn figures."""
 
     paths: dict[str, Path]
     scored: Any
-    rounds: dict[str, Any]
+    rounds: dict[str, Any] | None  # None when every item was multi-turn
+    multi_turn: dict[str, Any] | None = None  # the "multi_turn" block, when there were such items
 
 
 def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Path,
                          run_config: dict[str, Any] | None = None, benchmark: str = "bfcl",
-                         lenient: bool = False) -> RefineReport:
-    """Score a `RefineResult` and write the run directory.
+                         lenient: bool = False, multi_turn: Any = None) -> RefineReport:
+    """Score a `RefineResult` (and a `MultiTurnResult` for BFCL's multi-turn items) and write the run directory.
 
     predictions.jsonl (final answers, BFCL format) and traces.jsonl; config.json (the refine config
     plus `run_config`: model, engine, data; and the examples' digest); metrics.json, results.jsonl and report.md for the final
     answers (as `eval --predictions` writes them) with a "refinement" block / section added; rounds.png.
+    With multi-turn items (`multi_turn`, evaluation/multi_turn_loop.py): trajectories.jsonl (one item a line,
+    every turn, step and round), their verdicts in results.jsonl, a "multi_turn" block in metrics.json and a
+    section in report.md; the refinement block and rounds.png then cover the single-turn items only.
     """
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn, multi_turn_metrics, render_multi_turn_markdown
     from toolace_r.evaluation.runner import evaluate_predictions, output_files
     from toolace_r.files import dumps, dumps_lines, write_files
     from toolace_r.refine import prediction_rows
@@ -248,30 +254,49 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     fmt = result.parse_format if result.answer_format == "native" else None
     config = {**(run_config or {}), "examples_sha256": examples_digest(examples), "refine": refine_config,
               "answer_format": result.answer_format, "parse_format": fmt or "bfcl"}
-    finals = {t.id: t.final for t in result.traces}
+    single = [ex for ex in examples if not is_multi_turn(ex)]
+    multi = [ex for ex in examples if is_multi_turn(ex)]
+    if multi and multi_turn is None:
+        raise ValueError(f"{len(multi)} multi-turn example(s) need a MultiTurnResult (run_multi_turn)")
+    finals: dict[str, Any] = {t.id: t.final for t in result.traces}
+    if multi_turn is not None:
+        finals.update({t.id: t.calls() for t in multi_turn.trajectories})
+        config["multi_turn"] = {"max_steps": multi_turn.max_steps}
     scored = evaluate_predictions(examples, finals, fmt)
     scored.benchmark = benchmark
     if lenient:  # ACEBench without the quirks that reject right answers, beside the compatible score
         from toolace_r.evaluation.benchmarks import lenient_summary
 
         scored.extra["lenient"] = lenient_summary(benchmark, examples, finals, fmt)
-    rounds = round_metrics(examples, result.traces, fmt)
-    rounds["policy"] = refine_config["policy"]
-    rounds["max_rounds"] = refine_config["max_rounds"]
-    rounds["guard"] = refine_config["guard"]
-    rounds["wall_seconds"] = round(result.seconds, 3)
-    rounds["wall_seconds_by_round"] = [round(s, 3) for s in result.round_seconds]
     metrics = scored.metrics()
-    metrics["refinement"] = rounds
     files = output_files(scored, out)
     report_path, report = files["report"]
-    files["report"] = (report_path, report + render_rounds_markdown(rounds, refine_config))
+    rounds = None
+    if single or not multi:
+        rounds = round_metrics(single, result.traces, fmt)
+        rounds["policy"] = refine_config["policy"]
+        rounds["max_rounds"] = refine_config["max_rounds"]
+        rounds["guard"] = refine_config["guard"]
+        rounds["wall_seconds"] = round(result.seconds, 3)
+        rounds["wall_seconds_by_round"] = [round(s, 3) for s in result.round_seconds]
+        metrics["refinement"] = rounds
+        report += render_rounds_markdown(rounds, refine_config)
+    rows = list(prediction_rows(result.traces))
+    if multi:
+        verdicts = {item.id: item.valid for item in scored.items if item.error_type != "unscored"}
+        metrics["multi_turn"] = multi_turn_metrics(multi, multi_turn, verdicts)
+        report += render_multi_turn_markdown(metrics["multi_turn"])
+        rows += multi_turn.predictions()
+        files["trajectories"] = (out / "trajectories.jsonl",
+                                 dumps_lines(t.to_dict() for t in multi_turn.trajectories))
+    files["report"] = (report_path, report)
     files["metrics"] = (files["metrics"][0], dumps(metrics, indent=2) + "\n")
-    files["predictions"] = (out / "predictions.jsonl", dumps_lines(prediction_rows(result.traces)))
+    files["predictions"] = (out / "predictions.jsonl", dumps_lines(rows))
     files["traces"] = (out / "traces.jsonl", dumps_lines(t.to_dict() for t in result.traces))
     files["config"] = (out / "config.json", dumps(config, indent=2) + "\n")
     # Every text is rendered before any file changes: the run directory holds one run's outputs.
     write_files(dict(files.values()))
     paths = {key: path for key, (path, _) in files.items()}
-    paths["plot"] = plot_rounds(rounds, out / "rounds.png", title=f"{benchmark}: refine {refine_config['policy']}")
-    return RefineReport(paths, scored, rounds)
+    if rounds is not None:
+        paths["plot"] = plot_rounds(rounds, out / "rounds.png", title=f"{benchmark}: refine {refine_config['policy']}")
+    return RefineReport(paths, scored, rounds, metrics.get("multi_turn"))

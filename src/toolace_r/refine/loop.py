@@ -8,7 +8,7 @@ holds a bounded number of finished sequences, and a chunk keeps round r-1's KV i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from toolace_r.calls import ParseResult, parse
@@ -27,6 +27,9 @@ class Conversation:
     id: str
     tools: list[Any]
     messages: list[dict[str, Any]]
+    # Tools the conversation introduced after the system prompt (BFCL's miss_func turn lists them in a
+    # user message): the schema check knows them, the system prompt does not list them.
+    later_tools: list[Any] = field(default_factory=list)
 
 
 def as_conversation(item: Any, index: int) -> Conversation:
@@ -94,7 +97,8 @@ class _Loop:
             if bar is not None:
                 bar.set_postfix_str(f"round {r}: {len(active)} of this chunk's {len(convs)} items")
             if r == 0 and given is not None:
-                new = [self._make_round(0, text, None, {}, None, c.tools) for c, text in zip(convs, given)]
+                new = [self._make_round(0, text, None, {}, None, [*c.tools, *c.later_tools])
+                       for c, text in zip(convs, given)]
             else:
                 fitting = self._fitting(convs, rounds, active, reasons, r)
                 if bar is not None and len(fitting) < len(active):
@@ -130,7 +134,7 @@ class _Loop:
             usage = {"prompt_tokens": c.prompt_tokens, "cached_tokens": c.cached_tokens,
                      "completion_tokens": c.completion_tokens}
             out.append(self._make_round(r, c.text, rounds[i][-1] if rounds[i] else None, usage, c.finish_reason,
-                                        convs[i].tools))
+                                        [*convs[i].tools, *convs[i].later_tools]))
         return out
 
     def _request(self, conv: Conversation, rounds: list[Round], params: SamplingParams) -> GenerationRequest:

@@ -1,0 +1,212 @@
+"""The BFCL multi-turn inference loop (evaluation/multi_turn_loop.py): turns, steps, tool results, the
+step cap, miss_func tools, parse failures, refinement per step, the prefix cache, and `eval` end to end."""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from toolace_r.calls import ToolCall
+from toolace_r.engines.base import Completion, Engine, GenerationResult
+from toolace_r.evaluation.multi_turn_loop import (
+    ADDITIONAL_FUNCTION_PROMPT,
+    multi_turn_metrics,
+    render_multi_turn_markdown,
+    run_multi_turn,
+)
+from toolace_r.prompts import DEFAULT_REFINE_INSTRUCTION
+from toolace_r.refine import RefineConfig
+
+TOOLS = [
+    {"name": "ls", "description": "List files.", "parameters": {"type": "dict", "properties": {
+        "a": {"type": "boolean", "description": "all"}}, "required": []}},
+    {"name": "cd", "description": "Change directory.", "parameters": {"type": "dict", "properties": {
+        "folder": {"type": "string", "description": "where"}}, "required": ["folder"]}},
+]
+MKDIR = {"name": "mkdir", "description": "Make a directory.", "parameters": {"type": "dict", "properties": {
+    "dir_name": {"type": "string", "description": "name"}}, "required": ["dir_name"]}}
+
+
+def item(turns, id="multi_turn_base_0", missed=None, held=None, tools=TOOLS):
+    """An example as the multi-turn loader writes one (only what the loop reads)."""
+    meta = {"turns": turns, "involved_classes": ["GorillaFileSystem"], "initial_config": {}}
+    if missed is not None:
+        meta["missed_function"], meta["held_out_tools"] = missed, held
+    return SimpleNamespace(id=id, category=id.rsplit("_", 1)[0], tools=list(tools), messages=list(turns[0]),
+                           metadata=meta, gold=SimpleNamespace(kind="multi_turn"))
+
+
+class FakeState:
+    """Records the calls it is asked to run; answers each with a line naming it."""
+
+    def __init__(self):
+        self.calls: list[list[ToolCall]] = []
+
+    def execute(self, calls):
+        self.calls.append(list(calls))
+        return [f"ran {c.name} {json.dumps(c.arguments, sort_keys=True)}" for c in calls]
+
+
+class Scripted(Engine):
+    """Chat-message requests (no tokenizer): answers with script(messages), records every request."""
+
+    name = "scripted"
+
+    def __init__(self, script):
+        self.script, self.requests, self.batches = script, [], []
+
+    def generate(self, requests, progress=False):
+        self.batches.append(len(requests))
+        out = []
+        for req in requests:
+            self.requests.append(req.messages)
+            text = self.script(req.messages)
+            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=10, completion_tokens=3)]))
+        return out
+
+
+def last_user(messages):
+    return next(m["content"] for m in reversed(messages) if m["role"] == "user")
+
+
+def run(examples, script, policy="none", **kw):
+    states = {}
+
+    def factory(ex):
+        states[ex.id] = FakeState()
+        return states[ex.id]
+
+    engine = Scripted(script)
+    result = run_multi_turn(examples, engine, RefineConfig(policy=policy), state_factory=factory, **kw)
+    return result, states, engine
+
+
+def two_turns(messages):
+    """Turn 0: ls, then an answer; turn 1: cd, then an answer."""
+    last = messages[-1]
+    if last["role"] == "tool":
+        return "Done."
+    return "[ls()]" if "list" in last_user(messages) else "[cd(folder='docs')]"
+
+
+def test_two_turns_with_tool_results():
+    ex = item([[{"role": "user", "content": "list my files"}], [{"role": "user", "content": "go to docs"}]])
+    result, states, engine = run([ex], two_turns)
+    t = result.trajectories[0]
+    assert t.stop_reason == "completed"
+    assert t.calls() == [[[ToolCall("ls", {})]], [[ToolCall("cd", {"folder": "docs"})]]]
+    assert states[ex.id].calls == [[ToolCall("ls", {})], [ToolCall("cd", {"folder": "docs"})]]
+    assert [turn.end for turn in t.turns] == ["answered", "answered"]
+    assert [[s.text for s in turn.steps] for turn in t.turns] == [["[ls()]", "Done."], ["[cd(folder='docs')]", "Done."]]
+    assert t.turns[0].steps[0].results == ['ran ls {}']
+    # The last prompt holds the whole conversation: each result as a tool message after its call.
+    last = engine.requests[-1]
+    roles = [m["role"] for m in last]
+    assert roles == ["system", "user", "assistant", "tool", "assistant", "user", "assistant", "tool"]
+    assert last[3] == {"role": "tool", "name": "ls", "content": "ran ls {}"}
+    assert last[2]["content"] == "[ls()]"
+    # Each prompt extends the previous one (the conversation only grows).
+    for a, b in zip(engine.requests, engine.requests[1:]):
+        assert b[:len(a)] == a
+    assert result.predictions() == [{"id": ex.id, "result": [["[ls()]", "Done."], ["[cd(folder='docs')]", "Done."]]}]
+    json.dumps(t.to_dict())  # JSON-ready
+
+
+def test_items_waiting_for_the_model_are_batched():
+    a = item([[{"role": "user", "content": "list my files"}]], id="multi_turn_base_0")
+    b = item([[{"role": "user", "content": "go to docs"}], [{"role": "user", "content": "list it"}]],
+             id="multi_turn_base_1")
+    result, states, engine = run([a, b], two_turns)
+    # wave 1: both items; wave 2: both answer; wave 3..4: b's second turn alone
+    assert engine.batches == [2, 2, 1, 1]
+    assert result.engine_calls == 4
+    assert [t.stop_reason for t in result.trajectories] == ["completed", "completed"]
+
+
+def test_step_cap_force_quits_the_item():
+    ex = item([[{"role": "user", "content": "list my files"}], [{"role": "user", "content": "go to docs"}]])
+    result, states, _ = run([ex], lambda m: "[ls()]", max_steps=2)
+    t = result.trajectories[0]
+    assert t.stop_reason == "step_cap" and len(t.turns) == 1  # the second turn never runs
+    assert len(t.turns[0].steps) == 3 and t.turns[0].end == "step_cap"  # BFCL: count > limit after 3 steps
+    assert len(states[ex.id].calls) == 3
+
+
+def test_parse_failure_ends_the_turn():
+    ex = item([[{"role": "user", "content": "list my files"}], [{"role": "user", "content": "go to docs"}]])
+    result, states, _ = run([ex], lambda m: "[ls(a=" if "list" in last_user(m) else "Nothing to do.")
+    t = result.trajectories[0]
+    assert [turn.end for turn in t.turns] == ["decode_error", "answered"]
+    assert t.turns[0].steps[0].calls is None and t.turns[0].steps[0].decode_error
+    assert t.calls() == [[], []] and states[ex.id].calls == []
+
+
+def test_miss_func_turn_adds_the_held_out_tools():
+    turns = [[{"role": "user", "content": "list my files"}], [], [{"role": "user", "content": "make dir x"}]]
+    ex = item(turns, missed={"1": ["mkdir"]}, held=[MKDIR], tools=[*TOOLS, MKDIR])
+
+    def script(messages):
+        if messages[-1]["role"] == "tool":
+            return "ok"
+        user = last_user(messages)
+        if ADDITIONAL_FUNCTION_PROMPT in user:
+            return "[mkdir(dir_name='x')]"
+        return "[ls()]"
+
+    result, states, engine = run([ex], script, policy="checked")
+    t = result.trajectories[0]
+    assert [turn.added_tools for turn in t.turns] == [[], ["mkdir"], []]
+    opened = t.turns[1].messages[0]["content"]
+    assert opened.endswith("\n" + ADDITIONAL_FUNCTION_PROMPT) and '"name": "mkdir"' in opened
+    # The system prompt never lists mkdir (pythonic: it comes in the user turn, as BFCL's prompting handlers)...
+    assert all('"mkdir"' not in req[0]["content"] for req in engine.requests)
+    assert '"ls"' in engine.requests[0][0]["content"]
+    # ...but the schema check knows it: the checked policy found nothing to refine in the mkdir call.
+    mkdir_step = t.turns[1].steps[0]
+    assert mkdir_step.calls == [ToolCall("mkdir", {"dir_name": "x"})]
+    assert mkdir_step.trace.stop_reason == "checked" and mkdir_step.trace.rounds[0].problems == []
+    assert states[ex.id].calls[1] == [ToolCall("mkdir", {"dir_name": "x"})]
+
+
+def test_refinement_runs_per_step_before_execution():
+    ex = item([[{"role": "user", "content": "list my files"}]])
+
+    def script(messages):
+        if messages[-1]["role"] == "tool":
+            return "Done."
+        if messages[-1]["content"].startswith(DEFAULT_REFINE_INSTRUCTION):
+            previous = messages[-2]["content"]
+            return "[ls()]" if previous == "[ls(a=true)]" else previous  # fix round 0, then keep
+        return "[ls(a=true)]"  # round 0
+
+    result, states, engine = run([ex], script, policy="adaptive")
+    step = result.trajectories[0].turns[0].steps[0]
+    assert [r.text for r in step.trace.rounds] == ["[ls(a=true)]", "[ls()]", "[ls()]"]
+    assert step.trace.stop_reason == "converged"
+    assert states[ex.id].calls == [[ToolCall("ls", {})]]  # the refined calls ran, not round 0's
+    # The history keeps the final answer only, then the tool result.
+    last = engine.requests[-1]
+    assert [m["role"] for m in last] == ["system", "user", "assistant", "tool", "assistant", "user"]
+    assert last[2]["content"] == "[ls()]" and last[3]["role"] == "tool"
+    m = multi_turn_metrics([ex], result, {ex.id: True})
+    assert [s.trace.refinements for s in result.trajectories[0].steps] == [2, 1]
+    assert m["all"]["steps_refined"] == 2 and m["all"]["steps_changed_by_refinement"] == 1
+    assert m["all"]["accuracy"] == 1.0 and m["all"]["steps"] == 2 and m["all"]["executed_calls"] == 1
+    assert "## Multi-turn" in render_multi_turn_markdown(m)
+
+
+def test_the_prefix_cache_hits_across_steps_and_turns(tiny_model_dir):
+    from toolace_r.engines import get_engine
+
+    turns = [[{"role": "user", "content": "list my files"}], [{"role": "user", "content": "now go to docs"}]]
+    engine = get_engine("hf", model=str(tiny_model_dir), dtype="float32", device="cpu")
+    cfg = RefineConfig.from_options("none", max_new_tokens=6)
+    result = run_multi_turn([item(turns)], engine, cfg, state_factory=lambda ex: FakeState())
+    steps = result.trajectories[0].steps
+    assert len(steps) == 2  # random text: each turn ends at its first step
+    first, second = steps[0].trace.rounds[0], steps[1].trace.rounds[0]
+    assert first.cached_tokens == 0 and first.prompt_tokens > 100
+    # Turn 1's prompt is turn 0's prompt + answer + the new user turn: only the new part is prefilled.
+    assert second.cached_tokens >= first.prompt_tokens and second.prompt_tokens < 40
+    assert engine.prefix_cache.hits >= 1

@@ -1,0 +1,126 @@
+"""BFCL multi-turn scoring: a whole trajectory is right when executing it leaves BFCL's verdict "valid".
+
+`check_multi_turn(example, turns)` takes the calls a model made, `turns[t][s]` being the calls of
+step s of user turn t, replays them on fresh instances of the simulated APIs and the ground truth on
+others (multi_turn_exec.py), and applies BFCL's rules turn by turn (docs/bfcl_multi_turn.md):
+
+1. as many turns as the ground truth, else `force_terminated`;
+2. steps with no call are dropped (BFCL's decoder drops them, and steps it cannot decode);
+3. per turn: the model's steps run, then the turn's ground truth; where the ground truth has calls,
+   - the model has none this turn -> `empty_turn`;
+   - some instance differs from its ground-truth twin in a public attribute -> `state_mismatch`;
+   - some ground-truth result (a string, counted with multiplicity) is not among the results of
+     all the model's calls so far, this turn and earlier ones -> `response_mismatch`;
+   a turn whose ground truth is empty (the request cannot be done) is not checked, but its calls
+   still run, so that later turns see their effect.
+
+`decode_step(text)` decodes one model answer as BFCL's multi-turn decoder does.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from toolace_r.calls import ParseResult, ToolCall, decode_bfcl
+from toolace_r.data.bfcl_multi_turn import ground_truth
+from toolace_r.evaluation.checker import Verdict
+from toolace_r.evaluation.multi_turn_exec import MultiTurnState, render_call
+
+__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "step_counts"]
+
+# Verdict.error_type -> BFCL's error_type.
+MULTI_TURN_ERRORS = {
+    "force_terminated": "multi_turn:force_terminated",
+    "empty_turn": "multi_turn:empty_turn_model_response",
+    "state_mismatch": "multi_turn:instance_state_mismatch",
+    "response_mismatch": "multi_turn:execution_response_mismatch",
+}
+
+
+def decode_step(text: str) -> ParseResult:
+    """One model answer -> its calls, as BFCL's multi-turn decoding reads it.
+
+    `result.calls` is the list of calls (empty for "[]": BFCL counts no step then); `result.error`
+    says why the text is not calls (BFCL skips such a step: the model is chatting or broken). A
+    call BFCL's decoder cannot turn back into text (an argument `{}`) fails the whole step too.
+    """
+    result = decode_bfcl(text)
+    if result.error is not None:
+        return result
+    for call in result.calls or []:
+        if not step_renders(call):
+            return ParseResult(format="pythonic", error=f"call {call.name!r} has an argument BFCL cannot execute "
+                                                        "(an empty dict)")
+    return result
+
+
+def step_renders(call: ToolCall) -> bool:
+    try:
+        render_call(call)
+    except Exception:
+        return False
+    return True
+
+
+def step_counts(calls: list[ToolCall] | None) -> bool:
+    """Whether BFCL keeps a step with these calls: at least one, each renderable."""
+    return bool(calls) and all(step_renders(c) for c in calls)
+
+
+def check_multi_turn(example: Any, turns: list[list[list[ToolCall]]], *, model_name: str = "toolace_r") -> Verdict:
+    """BFCL's multi-turn verdict for a trajectory (see the module docstring)."""
+    truth = ground_truth(example)
+    if len(turns) != len(truth):
+        return Verdict(False, "force_terminated",
+                       f"{len(turns)} turns answered, the conversation has {len(truth)}",
+                       bfcl_error_type=MULTI_TURN_ERRORS["force_terminated"])
+    model = MultiTurnState.for_example(example, model_name=f"{model_name}_eval")
+    gold = MultiTurnState.for_example(example, model_name=f"{model_name}_ground_truth_eval")
+    all_results: list[str] = []
+    for t, (steps, gold_calls) in enumerate(zip(turns, truth)):
+        kept = [s for s in steps if step_counts(s)]
+        for step in kept:
+            all_results.extend(model.execute(step))
+        gold_results = gold.execute_source(gold_calls)
+        if not gold_calls:
+            continue
+        if not kept:
+            return _fail("empty_turn", f"turn {t}: no call, where the ground truth makes {len(gold_calls)}")
+        mismatch = _state_difference(model, gold)
+        if mismatch is not None:
+            class_name, attrs = mismatch
+            return _fail("state_mismatch", f"turn {t}: {class_name} differs from the ground truth in "
+                                           f"{', '.join(attrs)}")
+        missing = _missing(gold_results, all_results)
+        if missing:
+            return _fail("response_mismatch", f"turn {t}: {len(missing)} ground-truth result(s) not among the "
+                                              f"model's, e.g. {missing[0][:200]!r}")
+    return Verdict(True)
+
+
+def _fail(kind: str, message: str) -> Verdict:
+    return Verdict(False, kind, message, bfcl_error_type=MULTI_TURN_ERRORS[kind])
+
+
+def _state_difference(model: MultiTurnState, gold: MultiTurnState) -> tuple[str, list[str]] | None:
+    """The first class (in ground-truth order) whose public attributes differ, with those attributes."""
+    for class_name, gold_instance in gold.instances.items():
+        model_instance = model.instances[class_name]
+        differing = [attr for attr in vars(gold_instance) if not attr.startswith("_")
+                     and getattr(model_instance, attr) != getattr(gold_instance, attr)]
+        if differing:
+            return class_name, differing
+    return None
+
+
+def _missing(expected: list[str], found: list[str]) -> list[str]:
+    """Items of `expected` not matched one for one by items of `found`, in any order."""
+    pool: dict[str, int] = {}
+    for item in found:
+        pool[item] = pool.get(item, 0) + 1
+    missing = []
+    for item in expected:
+        if pool.get(item, 0) > 0:
+            pool[item] -= 1
+        else:
+            missing.append(item)
+    return missing

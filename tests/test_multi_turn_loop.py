@@ -144,7 +144,7 @@ def test_parse_failure_ends_the_turn():
 
 def test_miss_func_turn_adds_the_held_out_tools():
     turns = [[{"role": "user", "content": "list my files"}], [], [{"role": "user", "content": "make dir x"}]]
-    ex = item(turns, missed={"1": ["mkdir"]}, held=[MKDIR], tools=[*TOOLS, MKDIR])
+    ex = item(turns, missed={1: ["mkdir"]}, held={1: [MKDIR]})  # as the loader writes them
 
     def script(messages):
         if messages[-1]["role"] == "tool":
@@ -210,3 +210,97 @@ def test_the_prefix_cache_hits_across_steps_and_turns(tiny_model_dir):
     # Turn 1's prompt is turn 0's prompt + answer + the new user turn: only the new part is prefilled.
     assert second.cached_tokens >= first.prompt_tokens and second.prompt_tokens < 40
     assert engine.prefix_cache.hits >= 1
+
+
+# --- eval end to end -------------------------------------------------------------------------------
+
+FIXTURES = __import__("pathlib").Path(__file__).parent / "fixtures" / "bfcl_multi_turn_loop"
+
+
+class MathEngine(Engine):
+    """Answers the fixture's questions right: the call, then a sentence once the result is back."""
+
+    name = "math"
+    ANSWERS = {"Add 2 and 3.": "[add(a=2, b=3)]", "What is the absolute value of -4?": "[absolute_value(number=-4)]",
+               "Add 1 and 1.": "[add(a=1, b=2)]", "Area of 2 by 3 in m?": "[calc_area(w=2, h=3)]"}
+
+    def generate(self, requests, progress=False):
+        out = []
+        for req in requests:
+            m = req.messages
+            if m[-1]["content"].startswith(DEFAULT_REFINE_INSTRUCTION):
+                text = m[-2]["content"]  # keep the answer
+            else:
+                text = "Here you are." if m[-1]["role"] == "tool" else self.ANSWERS[last_user(m)]
+            out.append(GenerationResult([Completion(text, [], "stop", prompt_tokens=20, completion_tokens=5)]))
+        return out
+
+
+@pytest.fixture
+def math_engine(monkeypatch):
+    import toolace_r.engines
+
+    monkeypatch.setattr(toolace_r.engines, "engine_from_args", lambda args, **kw: MathEngine())
+
+
+def test_cli_eval_multi_turn_scores_by_execution(math_engine, tmp_path, capsys):
+    from toolace_r.cli import main
+
+    out = tmp_path / "run"
+    assert main(["eval", "--categories", "multi_turn_base", "--data-dir", str(FIXTURES), "--model", "m",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "multi-turn: policy adaptive per step" in printed
+    results = {r["id"]: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert results["multi_turn_base_0"]["valid"] is True
+    assert results["multi_turn_base_1"]["valid"] is False  # add(a=1, b=2): the result differs from the truth's
+    assert results["multi_turn_base_1"]["error_type"] in ("state_mismatch", "response_mismatch")
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["categories"]["multi_turn_base"]["correct"] == 1 and "refinement" not in m
+    mt = m["multi_turn"]["all"]
+    assert mt["turns"] == 3 and mt["executed_calls"] == 3 and mt["stop_reasons"] == {"completed": 2}
+    trajectories = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    first = trajectories[0]["turns"][0]["steps"]
+    assert first[0]["calls"] == [{"name": "add", "arguments": {"a": 2, "b": 3}}]
+    assert first[0]["results"] == ['{"result": 5}'] and first[1]["text"] == "Here you are."
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert preds[0]["result"] == [["[add(a=2, b=3)]", "Here you are."],
+                                  ["[absolute_value(number=-4)]", "Here you are."]]
+    assert "## Multi-turn" in (out / "report.md").read_text()
+    assert json.loads((out / "config.json").read_text())["multi_turn"] == {"max_steps": 20}
+
+
+def test_cli_eval_mixes_single_and_multi_turn(math_engine, tmp_path):
+    from toolace_r.cli import main
+
+    out = tmp_path / "run"
+    assert main(["eval", "--categories", "simple_python,multi_turn_base", "--data-dir", str(FIXTURES),
+                 "--model", "m", "--out", str(out), "--refine", "none"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["categories"]) == {"simple_python", "multi_turn_base"}
+    assert m["refinement"]["categories"].keys() == {"simple_python"}  # rounds: the single-turn items
+    assert m["multi_turn"]["all"]["examples"] == 2
+    assert len((out / "traces.jsonl").read_text().splitlines()) == 1
+    assert len((out / "trajectories.jsonl").read_text().splitlines()) == 2
+    assert (out / "rounds.png").is_file()
+
+
+def test_cli_eval_multi_turn_refuses_export(math_engine, tmp_path, capsys):
+    from toolace_r.cli import main
+
+    assert main(["eval", "--categories", "multi_turn_base", "--data-dir", str(FIXTURES), "--model", "m",
+                 "--out", str(tmp_path / "run"), "--export-bfcl", str(tmp_path / "x")]) == 2
+    assert "--export-bfcl" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_cli_eval_multi_turn_on_the_tiny_hf_model(tiny_model_dir, tmp_path):
+    from toolace_r.cli import main
+
+    out = tmp_path / "run"
+    assert main(["eval", "--categories", "multi_turn_base", "--data-dir", str(FIXTURES), "--limit", "1",
+                 "--model", str(tiny_model_dir), "--max-new-tokens", "6", "--out", str(out)]) == 0
+    (t,) = [json.loads(line) for line in (out / "trajectories.jsonl").read_text().splitlines()]
+    assert t["id"] == "multi_turn_base_0" and t["stop_reason"] in ("completed", "step_cap", "context")
+    assert len(t["turns"]) >= 1 and t["turns"][0]["steps"][0]["rounds"][0]["prompt_tokens"] > 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["counts"]["scored"] == 1 and m["multi_turn"]["all"]["examples"] == 1

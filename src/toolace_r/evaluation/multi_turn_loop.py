@@ -24,8 +24,9 @@ Two ideas:
   returns only its final answer, and training data holds clean histories): after a refined step the
   reuse stops where the refine turn began, and starts again from there.
 
-Decoding follows scoring in single-turn runs: pythonic answers with BFCL's own prompt-mode decoder
-(`calls.decode_bfcl`), native ones with the run's parser. Trajectories are JSON-ready (`to_dict`);
+Decoding is what the checker executes: pythonic answers with BFCL's own multi-turn decoding
+(`multi_turn.decode_step`), native ones with the run's parser; prose that is no call syntax ends a
+turn as "answered", call syntax that does not decode as "decode_error". Trajectories are JSON-ready (`to_dict`);
 `multi_turn_metrics` gives the per-category figures and `render_multi_turn_markdown` the report section.
 """
 from __future__ import annotations
@@ -43,6 +44,7 @@ from toolace_r.prompts import answer_format, render_prompt, tools_json
 from toolace_r.refine.config import RefineConfig
 from toolace_r.refine.loop import Conversation, refine
 from toolace_r.refine.traces import Trace
+from toolace_r.tools import normalize_tools
 
 # BFCL's MAXIMUM_STEP_LIMIT (bfcl_eval/constants/default_prompts.py): a turn force-quits once more
 # steps than this have executed calls.
@@ -315,9 +317,14 @@ class _Item:
     def _decode(self, text: str) -> ParseResult:
         """The answer's calls; an error only for text in call syntax that does not decode (prose, which
         BFCL's decoder also rejects, is a no-call answer: the turn ends either way)."""
+        from toolace_r.evaluation.multi_turn import decode_step, step_counts
+
         if self.fmt.native:
-            return parse(text, self.fmt.parser)
-        decoded = decode_bfcl(text)
+            decoded = parse(text, self.fmt.parser)
+            if decoded.is_call and decoded.calls and not step_counts(decoded.calls):
+                return ParseResult(format=decoded.format, error="a call has an argument BFCL cannot execute")
+            return decoded
+        decoded = decode_step(text)
         if decoded.error is not None and parse(text, "auto").format == "text":
             return ParseResult(format="text", text=text.strip())
         return decoded
@@ -328,11 +335,11 @@ def _tool_name(tool: Any) -> str:
 
 
 def _held_out(value: Any) -> dict[str, Any]:
-    """metadata["held_out_tools"] by name: a list of tools, or {turn: [tools]}."""
+    """metadata["held_out_tools"] ({turn: [BFCL docs]}, or a plain list) as Tools by name."""
     if not value:
         return {}
     tools = [t for group in value.values() for t in group] if isinstance(value, dict) else list(value)
-    return {_tool_name(t): t for t in tools}
+    return {t.name: t for t in normalize_tools(tools)}
 
 
 # --- figures -------------------------------------------------------------------------------------

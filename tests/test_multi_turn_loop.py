@@ -268,6 +268,16 @@ def test_cli_eval_multi_turn_scores_by_execution(math_engine, tmp_path, capsys):
                                   ["[absolute_value(number=-4)]", "Here you are."]]
     assert "## Multi-turn" in (out / "report.md").read_text()
     assert json.loads((out / "config.json").read_text())["multi_turn"] == {"max_steps": 20}
+    assert m["aggregates"]["multi_turn"]["accuracy"] == 0.5
+    assert m["aggregates"]["multi_turn"]["missing"] == ["multi_turn_miss_func", "multi_turn_miss_param",
+                                                        "multi_turn_long_context"]
+
+    # The saved predictions (BFCL's multi-turn result shape) re-score to the same verdicts.
+    again = tmp_path / "again"
+    assert main(["eval", "--categories", "multi_turn_base", "--data-dir", str(FIXTURES),
+                 "--predictions", str(out / "predictions.jsonl"), "--out", str(again)]) == 0
+    rescored = {r["id"]: r["valid"] for r in map(json.loads, (again / "results.jsonl").read_text().splitlines())}
+    assert rescored == {"multi_turn_base_0": True, "multi_turn_base_1": False}
 
 
 def test_cli_eval_mixes_single_and_multi_turn(math_engine, tmp_path):
@@ -304,3 +314,40 @@ def test_cli_eval_multi_turn_on_the_tiny_hf_model(tiny_model_dir, tmp_path):
     assert len(t["turns"]) >= 1 and t["turns"][0]["steps"][0]["rounds"][0]["prompt_tokens"] > 0
     m = json.loads((out / "metrics.json").read_text())
     assert m["counts"]["scored"] == 1 and m["multi_turn"]["all"]["examples"] == 1
+
+
+def test_refine_command_refuses_multi_turn_data(tmp_path, capsys):
+    from toolace_r.cli import main
+
+    assert main(["refine", "--model", "m", "--data", f"bfcl:multi_turn_base@{FIXTURES}",
+                 "--out", str(tmp_path / "p.jsonl")]) == 2
+    assert "multi-turn" in capsys.readouterr().err
+
+
+def test_a_single_turn_item_with_a_multi_turn_result_is_wrong_not_a_crash():
+    from toolace_r.data import load
+    from toolace_r.evaluation.benchmarks import score
+
+    ex = load(f"bfcl:simple_python@{FIXTURES}")[0]
+    assert score(ex, [["[calc_area(w=2, h=3)]"]]).valid is False
+
+
+def test_native_miss_func_tools_join_the_template_tool_list(hermes_tokenizer):
+    turns = [[{"role": "user", "content": "list my files"}], []]
+    ex = item(turns, missed={1: ["mkdir"]}, held={1: [MKDIR]})
+    prompts = []
+
+    class Native(Engine):
+        tokenizer = hermes_tokenizer
+
+        def generate(self, requests, progress=False):
+            prompts.extend(r.prompt for r in requests)
+            return [GenerationResult([Completion("No.", [], "stop")]) for _ in requests]
+
+    cfg = RefineConfig(policy="none", prompt=__import__("toolace_r.prompts", fromlist=["PromptConfig"]).PromptConfig(
+        answer_format="native"))
+    result = run_multi_turn([ex], Native(), cfg, state_factory=lambda ex: FakeState())
+    assert result.answer_format == "native"
+    assert [t.added_tools for t in result.trajectories[0].turns] == [[], ["mkdir"]]
+    assert '"mkdir"' not in prompts[0] and '"mkdir"' in prompts[1]
+    assert prompts[1].rstrip().count(ADDITIONAL_FUNCTION_PROMPT) == 1

@@ -252,6 +252,11 @@ def _cmd_refine_data(args: argparse.Namespace) -> int:
     traces_path = writable_file(args.traces if args.traces else out.with_name(out.stem + ".traces.jsonl"),
                                 "traces file")
     examples = load(args.data, limit=args.limit)
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn
+
+    if any(is_multi_turn(ex) for ex in examples):
+        raise ValueError(f"{args.data} holds multi-turn conversations, which refine answers one turn at a time; "
+                         "run them with `toolace-r eval --model ... --categories multi_turn_base`")
     cfg = _refine_config(args)
     sys.stderr.write(f"refine: {len(examples)} examples, policy {cfg.policy}; writing {out} and {traces_path}\n")
     with engine_from_args(args, model=args.model) as engine:

@@ -28,10 +28,15 @@ def score(example: Any, answer: Any, fmt: str | None = None) -> Any:
     """The verdict on `answer` (text, a ParseResult or ToolCalls) for `example`, by its benchmark's rules.
     fmt: how answer text decodes (None: the benchmark's own decoder; a native parser such as "hermes")."""
     if getattr(getattr(example, "gold", None), "kind", None) == "multi_turn":
-        # BFCL multi-turn: `answer` is the calls of each step of each turn (multi_turn_loop.Trajectory.calls)
+        # BFCL multi-turn: the calls (or texts) of each step of each turn, scored by executing them
         from toolace_r.evaluation.multi_turn import check_multi_turn
+        from toolace_r.evaluation.multi_turn_loop import as_turns
 
-        return check_multi_turn(example, answer)
+        return check_multi_turn(example, as_turns(answer, fmt))
+    if isinstance(answer, list) and answer and isinstance(answer[0], list):
+        from toolace_r.calls import ParseResult
+
+        answer = ParseResult(format=None, error="a multi-turn result (a list of turns) for a single-turn item")
     name = benchmark_of(example)
     if name == "acebench":
         from toolace_r.evaluation import acebench

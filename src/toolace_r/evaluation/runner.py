@@ -62,6 +62,11 @@ AGGREGATES: dict[str, tuple[str, tuple[str, ...], str]] = {
                     ("irrelevance", "live_irrelevance"), "mean"),
     "relevance": ("live_relevance accuracy", ("live_relevance",), "mean"),
 }
+# BFCL's multi_turn score (its eval_runner_helper): given only when some multi-turn category was scored.
+MULTI_TURN_AGGREGATE = ("unweighted mean of multi_turn_base, multi_turn_miss_func, multi_turn_miss_param, "
+                        "multi_turn_long_context (BFCL weights it 30 in its overall, not computed here)",
+                        ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param",
+                         "multi_turn_long_context"), "mean")
 OVERALL_PARTS = ("non_live", "live", "irrelevance")  # BFCL v4's overall, less multi_turn and agentic
 # Every category the parts above need: BFCL's overall restricted to single-turn Python is complete with these.
 OVERALL_SCOPE = tuple(c for part in OVERALL_PARTS for c in AGGREGATES[part][1])
@@ -196,6 +201,8 @@ def _prediction(result: Any, where: str) -> Any:
         return result
     if not isinstance(result, list):
         raise ValueError(f"{where}: field 'result': expected a string or a list of calls, got {type(result).__name__}")
+    if result and all(isinstance(turn, list) for turn in result):
+        return _multi_turn_prediction(result, where)
     calls = []
     for i, item in enumerate(result):
         call = _call(item, f"{where}: field 'result'[{i}]")
@@ -203,6 +210,18 @@ def _prediction(result: Any, where: str) -> Any:
             return call
         calls.append(call)
     return calls
+
+
+def _multi_turn_prediction(result: list[list[Any]], where: str) -> list[list[str]]:
+    """BFCL's multi-turn result: the model's text of each step, one list per turn (scored by executing
+    the decoded steps, evaluation/multi_turn_loop.as_turns)."""
+    for t, turn in enumerate(result):
+        for s, step in enumerate(turn):
+            if not isinstance(step, str):
+                raise ValueError(f"{where}: field 'result'[{t}][{s}]: expected the model's text of the step, "
+                                 f"got {type(step).__name__} (a multi-turn result is a list of turns, each a "
+                                 "list of step texts)")
+    return [list(turn) for turn in result]
 
 
 _CALL_KEYS = {"name", "arguments", "parameters"}
@@ -298,6 +317,11 @@ def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
         else:
             acc = sum(categories[c].accuracy for c in present) / len(present)  # type: ignore[misc]
         out[name] = Aggregate(name, rule, acc, present, missing)
+    rule, parts, _ = MULTI_TURN_AGGREGATE
+    present = [c for c in parts if c in categories and categories[c].total]
+    if present:  # only in runs that scored multi-turn items: single-turn outputs stay as they were
+        acc = sum(categories[c].accuracy for c in present) / len(present)  # type: ignore[misc]
+        out["multi_turn"] = Aggregate("multi_turn", rule, acc, present, [c for c in parts if c not in present])
     available = [p for p in OVERALL_PARTS if out[p].accuracy is not None]
     mean = (sum(out[p].accuracy for p in available) / len(available)) if available else None  # type: ignore[misc]
     lacking = [c for c in OVERALL_SCOPE if not (c in categories and categories[c].total)]

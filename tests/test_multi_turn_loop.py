@@ -123,6 +123,11 @@ def test_items_waiting_for_the_model_are_batched():
     assert result.engine_calls == 4
     assert [t.stop_reason for t in result.trajectories] == ["completed", "completed"]
 
+    # In groups of one, each item runs to its end before the next starts.
+    grouped, _, engine = run([a, b], two_turns, group_size=1)
+    assert engine.batches == [1, 1, 1, 1, 1, 1] and grouped.engine_calls == 6
+    assert [t.to_dict() for t in grouped.trajectories] == [t.to_dict() for t in result.trajectories]
+
 
 def test_step_cap_force_quits_the_item():
     ex = item([[{"role": "user", "content": "list my files"}], [{"role": "user", "content": "go to docs"}]])

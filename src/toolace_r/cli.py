@@ -45,6 +45,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-steps", type=int, default=20,
                    help="BFCL multi-turn: a turn force-quits its item after more than this many steps with calls "
                         "(default 20, BFCL's limit)")
+    p.add_argument("--multi-turn-group", type=int, default=4, metavar="N",
+                   help="BFCL multi-turn: items run to their end together (default 4: the hf prefix cache holds "
+                        "about four multi-turn conversations of a small model; raise both on a GPU)")
     _refine_arguments(p)
     p.set_defaults(func=_cmd_eval)
 
@@ -157,6 +160,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     cfg = _refine_config(args)
     if args.max_steps < 0:
         raise ValueError(f"--max-steps must be >= 0, got {args.max_steps}")
+    if args.multi_turn_group < 1:
+        raise ValueError(f"--multi-turn-group must be >= 1, got {args.multi_turn_group}")
     examples = benchmark_slice(args.benchmark, args.categories, args.data_dir, args.limit)
     if cfg.prompt.instruction == "benchmark":
         from toolace_r.evaluation.benchmarks import own_prompts
@@ -173,7 +178,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
                      f"({args.engine} engine), refine {cfg.policy} (cap {cfg.max_rounds}); outputs go to {args.out}\n")
     with engine_from_args(args, model=args.model) as engine:
         result = refine(single, engine, cfg, progress=bool(single))
-        mt = run_multi_turn(multi, engine, cfg, max_steps=args.max_steps, progress=True) if multi else None
+        mt = run_multi_turn(multi, engine, cfg, max_steps=args.max_steps, group_size=args.multi_turn_group,
+                            progress=True) if multi else None
     run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
            "engine_options": list(args.engine_option), "examples": len(examples)}

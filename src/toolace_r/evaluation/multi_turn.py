@@ -18,14 +18,16 @@ others (multi_turn_exec.py), and applies BFCL's rules turn by turn (docs/bfcl_mu
 """
 from __future__ import annotations
 
+import ast
+import inspect
 from typing import Any
 
 from toolace_r.calls import ParseResult, ToolCall, decode_bfcl
 from toolace_r.data.bfcl_multi_turn import ground_truth
 from toolace_r.evaluation.checker import Verdict
-from toolace_r.evaluation.multi_turn_exec import MultiTurnState, render_call
+from toolace_r.evaluation.multi_turn_exec import MultiTurnState, load_class, render_call
 
-__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "step_counts"]
+__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "gold_calls", "step_counts"]
 
 # Verdict.error_type -> BFCL's error_type.
 MULTI_TURN_ERRORS = {
@@ -124,3 +126,33 @@ def _missing(expected: list[str], found: list[str]) -> list[str]:
         else:
             missing.append(item)
     return missing
+
+
+def gold_calls(example: Any) -> list[list[ToolCall]]:
+    """The ground truth as keyword-only ToolCalls, one list per turn (training targets, prompts).
+
+    The answer files use positional arguments in places (`sort('final_report.pdf')`); they are named
+    here from the method's signature, which is what a model must write, since BFCL's decoder keeps
+    only keyword arguments. Values are read with `ast.literal_eval` (literals only).
+    """
+    classes = [load_class(c) for c in example.metadata["involved_classes"]]
+    out = []
+    for turn in ground_truth(example):
+        out.append([_keyword_call(text, classes) for text in turn])
+    return out
+
+
+def _keyword_call(text: str, classes: list[type]) -> ToolCall:
+    node = ast.parse(text.strip(), mode="eval").body
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise ValueError(f"not a plain call: {text[:80]!r}")
+    name = node.func.id
+    args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg is not None}
+    if node.args:
+        owner = next((c for c in reversed(classes) if callable(getattr(c, name, None))), None)
+        if owner is None:
+            raise ValueError(f"{name!r} is no method of {', '.join(c.__name__ for c in classes)}")
+        params = [p for p in inspect.signature(getattr(owner, name)).parameters.values()][1:]  # without self
+        for param, value in zip(params, node.args):
+            args[param.name] = ast.literal_eval(value)
+    return ToolCall(name, args)

@@ -232,3 +232,69 @@ BUILDERS = {
     "empty_turn": _empty_turn, "chatty": _chatty, "force_terminated": _force_terminated,
 }
 assert set(BUILDERS) == set(KINDS)
+
+
+# --- hand-made trajectories (tests/test_bfcl_multi_turn.py keeps their official verdicts) -------------
+
+_B0 = [  # multi_turn_base_0 and multi_turn_miss_func_0 share this conversation (miss_func adds turn 2)
+    ["[cd(folder='document'), mkdir(dir_name='temp'), mv(source='final_report.pdf', destination='temp')]"],
+    ["[cd(folder='temp'), grep(file_name='final_report.pdf', pattern='budget analysis')]"],
+    ["[sort(file_name='final_report.pdf')]"],
+    ["[cd(folder='..'), mv(source='previous_report.pdf', destination='temp'), cd(folder='temp'), "
+     "diff(file_name1='final_report.pdf', file_name2='previous_report.pdf')]"],
+]
+
+
+def _with(turn: int, steps: list[str], base: list[list[str]] = _B0) -> list[list[str]]:
+    return [list(steps) if i == turn else list(t) for i, t in enumerate(base)]
+
+
+HANDMADE: list[tuple[str, str, list[list[str]]]] = [
+    ("multi_turn_base_0", "gold in one step per turn", _B0),
+    ("multi_turn_base_0", "one call per step, prose at the end", [
+        [f"[{c}]" for c in ("cd(folder='document')", "mkdir(dir_name='temp')",
+                            "mv(source='final_report.pdf', destination='temp')")] + ["Done."], *_B0[1:]]),
+    ("multi_turn_base_0", "the answer file's positional sort('final_report.pdf') loses its argument",
+     _with(2, ["[sort('final_report.pdf')]"])),
+    ("multi_turn_base_0", "an extra read-only call", _with(0, [_B0[0][0], "[ls()]"])),
+    ("multi_turn_base_0", "mv before mkdir", _with(0, [
+        "[cd(folder='document'), mv(source='final_report.pdf', destination='temp'), mkdir(dir_name='temp')]"])),
+    ("multi_turn_base_0", "grep left out", _with(1, ["[cd(folder='temp')]"])),
+    ("multi_turn_base_0", "grep with another pattern", _with(1, [
+        "[cd(folder='temp'), grep(file_name='final_report.pdf', pattern='budget')]"])),
+    ("multi_turn_base_0", "no step in turn 2", _with(2, [])),
+    ("multi_turn_base_0", "only [] and prose in turn 2", _with(2, ["[]", "I sorted it."])),
+    ("multi_turn_base_0", "three turns answered", _B0[:3]),
+    ("multi_turn_base_0", "five turns answered", _B0 + [["Anything else?"]]),
+    ("multi_turn_base_0", "a forbidden name as an extra step", _with(0, [_B0[0][0], "[kill(pid=1)]"])),
+    ("multi_turn_base_0", "an unknown function as an extra step", _with(0, [_B0[0][0], "[no_such(x=1)]"])),
+    ("multi_turn_base_0", "an argument {} drops the whole step", _with(0, [
+        "[cd(folder='document'), mkdir(dir_name='temp'), mv(source='final_report.pdf', destination='temp'), "
+        "ls(a={})]"])),
+    ("multi_turn_base_0", "a broken step, then the calls", _with(0, ["[cd(folder=", _B0[0][0]])),
+    ("multi_turn_base_0", "echo writes a method name inside a string (BFCL rewrites it)", _with(0, [
+        _B0[0][0], "[echo(content='run cd(x) now', file_name='notes.txt')]"])),
+    ("multi_turn_base_0", "a nested call as an argument", _with(1, [
+        "[cd(folder='temp'), grep(file_name='final_report.pdf', pattern=pwd(x=1))]"])),
+    ("multi_turn_base_0", "the class name as a prefix", _with(0, [
+        "[GorillaFileSystem.cd(folder='document'), mkdir(dir_name='temp'), "
+        "mv(source='final_report.pdf', destination='temp')]"])),
+    ("multi_turn_base_0", "turn 1 done in turn 0 as well", _with(0, [_B0[0][0], _B0[1][0]])),
+    ("multi_turn_base_0", "a tweet posted in passing", _with(3, [
+        _B0[3][0], "[post_tweet(content='Reports compared', tags=[], mentions=[])]"])),
+    ("multi_turn_miss_func_0", "gold, nothing in the held-out turn", [*_B0[:2], ["I cannot sort without a tool."],
+                                                                      *_B0[2:]]),
+    ("multi_turn_miss_func_0", "sort called in the held-out turn and again when given",
+     [*_B0[:2], ["[sort(file_name='final_report.pdf')]"], *_B0[2:]]),
+    ("multi_turn_miss_func_0", "sort called only in the held-out turn",
+     [*_B0[:2], ["[sort(file_name='final_report.pdf')]"], ["It is sorted already."], _B0[3]]),
+]
+
+
+def handmade_cases(start: int = 0) -> list[dict[str, Any]]:
+    out = []
+    for i, (ex_id, what, result) in enumerate(HANDMADE):
+        category = ex_id.rsplit("_", 1)[0]
+        out.append({"case": start + i, "id": ex_id, "category": category, "kind": "handmade",
+                    "what": what, "result": result})
+    return out

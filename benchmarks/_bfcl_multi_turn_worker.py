@@ -6,7 +6,9 @@ CASES lines: {"case": n, "id": <BFCL id>, "category": <category>, "result": [[st
 (the raw model text of every step, as BFCL's inference writes a multi-turn result). `check` scores
 each case with the official runner's own per-entry function (`_evaluate_single_multi_turn_entry`:
 prompt-mode decoding of each step, then `multi_turn_checker`) and writes
-{"case", "valid", "error_type", "crash"} per line, then {"seconds": <time spent scoring>}.
+{"case", "valid", "error_type", "crash", "results"} per line, then {"seconds": <time spent scoring>}.
+`results` are the model's execution results, per turn and kept step, from a second replay of the
+decoded steps through BFCL's executor alone (`execute_multi_turn_func_call`), not timed.
 
 BFCL keeps the simulated API instances in `multi_turn_utils`' globals, keyed by model name, entry
 id and class, so a second trajectory for the same entry would start from the first one's final
@@ -56,6 +58,33 @@ def evaluate(case, data):
             delattr(multi_turn_utils, name)
 
 
+def execute(case, data):
+    """The model's steps, decoded and kept as the runner keeps them, through BFCL's executor."""
+    prompt, _ = data[case["category"]][case["id"]]
+    test_category = case["id"].rsplit("_", 1)[0]
+    before = set(vars(multi_turn_utils))
+    out = []
+    try:
+        for steps in case["result"]:
+            turn = []
+            for text in steps:
+                try:
+                    decoded = HANDLER.decode_execute(text)
+                except Exception:  # noqa: BLE001 - the runner skips such a step
+                    continue
+                if multi_turn_utils.is_empty_execute_response(decoded):
+                    continue
+                results, _ = multi_turn_utils.execute_multi_turn_func_call(
+                    decoded, prompt["initial_config"], prompt["involved_classes"], MODEL_NAME, case["id"],
+                    long_context="long_context" in test_category or "composite" in test_category, is_evaL_run=True)
+                turn.append(results)
+            out.append(turn)
+    finally:
+        for name in set(vars(multi_turn_utils)) - before:
+            delattr(multi_turn_utils, name)
+    return out
+
+
 def _read_cases(path):
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
@@ -81,6 +110,10 @@ def cmd_check(cases_path, out_path):
             except Exception as exc:  # noqa: BLE001 - the official checker crashing is a finding
                 row["crash"] = f"{type(exc).__name__}: {exc}"[:300]
             spent += clock() - start
+            try:
+                row["results"] = execute(case, data)
+            except Exception as exc:  # noqa: BLE001
+                row["results"] = f"crash: {type(exc).__name__}: {exc}"[:300]
             out.write(json.dumps(row) + "\n")
         out.write(json.dumps({"seconds": spent}) + "\n")
 

@@ -40,19 +40,29 @@ MODEL_NAME = "Team-ACE_ToolACE-2-8B"  # the worker's; it shows in BFCL's instanc
 
 
 def score_ours(cases: list[dict], examples: dict) -> tuple[list[dict], float]:
-    from toolace_r.evaluation.multi_turn import check_multi_turn, decode_step
+    """Our verdicts, and our execution results replayed the way the worker replays BFCL's (same order,
+    so that process-wide state some simulated APIs touch, such as mpmath's precision, matches)."""
+    from toolace_r.evaluation.multi_turn import MultiTurnState, check_multi_turn, decode_step
 
     out = []
-    start = time.perf_counter()
+    spent = 0.0
     for case in cases:
+        ex = examples[case["id"]]
+        start = time.perf_counter()
         try:
             turns = [[r.calls for r in map(decode_step, steps) if r.error is None and r.calls]
                      for steps in case["result"]]
-            v = check_multi_turn(examples[case["id"]], turns, model_name=MODEL_NAME)
-            out.append({"valid": v.valid, "error_type": v.bfcl_error_type, "crash": None, "error": v.error})
+            v = check_multi_turn(ex, turns, model_name=MODEL_NAME)
+            row = {"valid": v.valid, "error_type": v.bfcl_error_type, "crash": None, "error": v.error}
         except Exception as exc:  # noqa: BLE001 - a crash of ours is a finding too
-            out.append({"valid": None, "error_type": None, "crash": f"{type(exc).__name__}: {exc}", "error": None})
-    return out, time.perf_counter() - start
+            turns = None
+            row = {"valid": None, "error_type": None, "crash": f"{type(exc).__name__}: {exc}", "error": None}
+        spent += time.perf_counter() - start
+        if turns is not None:
+            state = MultiTurnState.for_example(ex, model_name=f"{MODEL_NAME}_eval")
+            row["results"] = [[state.execute(step) for step in turn] for turn in turns]
+        out.append(row)
+    return out, spent
 
 
 def score_official(cases_path: Path, out_path: Path) -> tuple[list[dict], float]:
@@ -88,12 +98,17 @@ def main(argv: list[str] | None = None) -> int:
         for case in cases_mod.generate(examples, seed=args.seed + r):
             case["case"] = len(cases)
             cases.append(case)
+    handmade = [c for c in cases_mod.handmade_cases(len(cases)) if c["category"] in cats]
+    for case in handmade:
+        if case["id"] not in by_id:
+            by_id.update((e.id, e) for e in load(f"bfcl:{case['category']}"))
+    cases += handmade
     work = official.cache_dir() / "bfcl-multi-turn-agreement"
     work.mkdir(parents=True, exist_ok=True)
     cases_path = work / "cases.jsonl"
     cases_path.write_text("".join(json.dumps(c) + "\n" for c in cases))
     print(f"{len(cases)} trajectories over {len(examples)} entries ({', '.join(cats)}), "
-          f"{len(cases_mod.KINDS)} kinds; cases in {cases_path}", flush=True)
+          f"{len(cases_mod.KINDS)} kinds, {len(handmade)} hand-made; cases in {cases_path}", flush=True)
 
     theirs, their_seconds = score_official(cases_path, work / "official.jsonl")
     ours, our_seconds = score_ours(cases, by_id)
@@ -104,7 +119,8 @@ def report(cases, ours, theirs, our_seconds, their_seconds, show, fixture) -> in
     verdict_agree = type_agree = 0
     per_cat: dict[str, Counter] = defaultdict(Counter)
     per_kind: dict[str, Counter] = defaultdict(Counter)
-    differences, crashes = [], []
+    differences, crashes, result_diffs = [], [], []
+    calls_compared = calls_same = 0
     valid_counts = Counter()
     for case, mine, ref in zip(cases, ours, theirs):
         assert ref["case"] == case["case"]
@@ -122,6 +138,11 @@ def report(cases, ours, theirs, our_seconds, their_seconds, show, fixture) -> in
         valid_counts[bool(ref["valid"])] += 1
         if not same_type:
             differences.append((case, mine, ref))
+        for a, b in _result_pairs(mine.get("results"), ref.get("results")):
+            calls_compared += 1
+            calls_same += a == b
+            if a != b:
+                result_diffs.append((case, a, b))
     n = len(cases)
     print(f"\n{'group':<26}{'cases':>7}{'verdicts':>10}{'+types':>8}{'valid (BFCL)':>14}")
     for title, table in (("category", per_cat), ("kind", per_kind)):
@@ -139,6 +160,12 @@ def report(cases, ours, theirs, our_seconds, their_seconds, show, fixture) -> in
     print(f"\nspeed: ours {our_seconds:.2f} s ({1000 * our_seconds / max(n, 1):.2f} ms/trajectory), official "
           f"{their_seconds:.2f} s ({1000 * their_seconds / max(n, 1):.2f} ms/trajectory), "
           f"{their_seconds / max(our_seconds, 1e-9):.2f}x")
+    print(f"\nexecution results (the model's calls, string for string): {calls_same}/{calls_compared} agree")
+    deliberate = [d for d in result_diffs if _never_run(d[1])]
+    print(f"  of the {len(result_diffs)} that differ, {len(deliberate)} call a name that BFCL's eval finds in its "
+          f"own namespace (a Python builtin, a module its executor imports) and ours never runs")
+    for case, a, b in [d for d in result_diffs if not _never_run(d[1])][:show]:
+        print(f"  case {case['case']} {case['id']} ({case['kind']}): ours {a!r:.160} | official {b!r:.160}")
     print(f"error types agree: {type_agree}/{n}")
     if fixture is not None:
         write_fixture(fixture, cases, theirs)
@@ -146,14 +173,41 @@ def report(cases, ours, theirs, our_seconds, their_seconds, show, fixture) -> in
     return 0 if verdict_agree == n else 1
 
 
+_EXECUTOR_GLOBALS = {"copy", "importlib", "inspect", "json", "re", "CLASS_FILE_PATH_MAPPING", "STATELESS_CLASSES",
+                     "execute_multi_turn_func_call", "is_empty_execute_response"}
+
+
+def _never_run(ours: str) -> bool:
+    """Our result for a name that is no simulated API method but that BFCL's eval would resolve."""
+    import builtins
+    import re
+
+    m = re.fullmatch(r"Error during execution: name '(\w+)' is not defined", ours)
+    return bool(m) and (hasattr(builtins, m.group(1)) or m.group(1) in _EXECUTOR_GLOBALS
+                        or m.group(1).startswith("_"))
+
+
+def _result_pairs(mine, ref):
+    """(ours, official) per executed call; a shape difference counts as one disagreeing pair."""
+    if not isinstance(mine, list) or not isinstance(ref, list):
+        return [(repr(mine)[:200], repr(ref)[:200])]
+    flat_mine = [("turn", t, s) for t, turn in enumerate(mine) for s in range(len(turn))]
+    flat_ref = [("turn", t, s) for t, turn in enumerate(ref) for s in range(len(turn))]
+    if flat_mine != flat_ref or any(len(mine[t][s]) != len(ref[t][s]) for _, t, s in flat_mine):
+        return [(json.dumps(mine)[:200], json.dumps(ref)[:200])]
+    return [(a, b) for _, t, s in flat_mine for a, b in zip(mine[t][s], ref[t][s])]
+
+
 def write_fixture(path: Path, cases: list[dict], theirs: list[dict], per_group: int = 3) -> None:
     """A few cases per (kind, official error type), small entries first, with the official verdicts."""
     rng = random.Random(0)
     groups: dict[tuple, list] = defaultdict(list)
     for case, ref in zip(cases, theirs):
-        if ref["crash"] is None:
+        if ref["crash"] is None and case["kind"] != "handmade":
             groups[(case["kind"], ref["valid"], ref["error_type"])].append((case, ref))
-    rows = []
+    rows = [{"id": case["id"], "kind": case["kind"], "what": case["what"], "result": case["result"],
+             "valid": ref["valid"], "error_type": ref["error_type"]}
+            for case, ref in zip(cases, theirs) if case["kind"] == "handmade"]
     for key in sorted(groups, key=str):
         members = groups[key]
         rng.shuffle(members)

@@ -99,6 +99,9 @@ def check_multi_turn(example: Any, turns: list[list[list[ToolCall]]], *, model_n
     return Verdict(True)
 
 
+_ABSENT = object()
+
+
 def _fail(kind: str, message: str) -> Verdict:
     return Verdict(False, kind, message, bfcl_error_type=MULTI_TURN_ERRORS[kind])
 
@@ -107,8 +110,9 @@ def _state_difference(model: MultiTurnState, gold: MultiTurnState) -> tuple[str,
     """The first class (in ground-truth order) whose public attributes differ, with those attributes."""
     for class_name, gold_instance in gold.instances.items():
         model_instance = model.instances[class_name]
+        # An attribute only the ground truth's calls created is a difference (BFCL's getattr would raise).
         differing = [attr for attr in vars(gold_instance) if not attr.startswith("_")
-                     and getattr(model_instance, attr) != getattr(gold_instance, attr)]
+                     and getattr(model_instance, attr, _ABSENT) != getattr(gold_instance, attr)]
         if differing:
             return class_name, differing
     return None

@@ -16,6 +16,10 @@ evaluates text. Two ideas:
   (plain Python: its file system, trading bot, ...), created and loaded as BFCL does, so their state,
   their results and their error messages are BFCL's.
 
+MathAPI's methods set the process-wide decimal and mpmath precisions; a call and the writing of its
+result run inside a local decimal context, and mpmath's precision is put back afterwards, so nothing
+leaks into the rest of the process (an mpmath number is written at the precision its call set).
+
 Bounds: a rendered call is at most `MAX_CALL_CHARS` characters and `MAX_DEPTH` levels deep, and a few
 arguments that set the amount of work of a method (MathAPI's precisions and integer powers) are
 capped (`_WORK_LIMITS`), since BFCL would run them for as long as they take.
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import ast
 import copy
+import decimal
 import importlib
 import inspect
 import json
 import re
+import sys
 import warnings
 from typing import Any, Iterable
 
@@ -159,10 +165,18 @@ class MultiTurnState:
             head = head.split(".")[1]
         if head in FORBIDDEN_NAMES:
             return f"Error during execution: Function call {head} is not allowed."
+        # MathAPI sets the process-wide decimal and mpmath precisions before each use, and an mpmath
+        # number is written out at the precision in force: both stay local to the call and its result.
+        mpmath = sys.modules.get("mpmath")
+        dps = mpmath.mp.dps if mpmath is not None else None
         try:
-            return _stringify(self._run(processed))
+            with decimal.localcontext():
+                return _stringify(self._run(processed))
         except Exception as e:
             return f"Error during execution: {e}"
+        finally:
+            if mpmath is not None:
+                mpmath.mp.dps = dps
 
     def _prefix(self, match: re.Match) -> str:
         name = match.group(1)

@@ -5,7 +5,8 @@ for a multi-turn entry: per turn, the raw text of every step. Kinds (`KINDS`), e
 ground truth of the entry (as keyword calls, `gold_calls`) with a seeded random generator:
 
     gold, gold_stepwise, gold_raw (the answer file's own strings, positional arguments and all),
-    wrong_value, wrong_order, missing_call, extra_call, duplicate, wrong_function, ahead (a later
+    wrong_value, tricky_value (values that test the text round trip: quotes, backslashes, newlines,
+    non-ASCII, a method name inside a string, big and odd numbers), wrong_order, missing_call, extra_call, duplicate, wrong_function, ahead (a later
     turn's calls made early), state_mistake (another turn's state-changing call slipped in),
     garbage (broken text, unknown functions, builtins, nested calls, {} arguments, names that
     BFCL's rewrite reaches inside strings, ...), empty_turn, chatty (prose and "[]" steps between
@@ -19,7 +20,7 @@ from typing import Any
 from toolace_r.calls import ToolCall, render
 from toolace_r.evaluation.multi_turn import gold_calls
 
-KINDS = ("gold", "gold_stepwise", "gold_raw", "wrong_value", "wrong_order", "missing_call", "extra_call",
+KINDS = ("gold", "gold_stepwise", "gold_raw", "wrong_value", "tricky_value", "wrong_order", "missing_call", "extra_call",
          "duplicate", "wrong_function", "ahead", "state_mistake", "garbage", "empty_turn", "chatty",
          "force_terminated")
 
@@ -106,6 +107,29 @@ def _mutate(rng: random.Random, value: Any, strings: list[str]) -> Any:
     return "x"
 
 
+TRICKY_STRINGS = ("it's", 'say "hi"', "back\\slash", "two\nlines", "tab\there", "caf\u00e9 \u6587\u4ef6",
+                  "ls(a=True)", "x') or ('", "{0}%s", "", " ", "\u0000", "a" * 300)
+TRICKY_OTHERS = (True, None, -1, 0, 2 ** 70, -2 ** 63, 1e-300, -0.0, 1e16, float("inf"), [], [None, "x"],
+                 {"k": 1}, {"a": {"b": 1}}, (1, "t"))
+
+
+def _tricky_value(rng, ex, gold):
+    def change(turn):
+        with_args = [i for i, c in enumerate(turn) if c.arguments]
+        if not with_args:
+            return turn
+        i = rng.choice(with_args)
+        call = turn[i]
+        key = rng.choice(sorted(call.arguments))
+        args = dict(call.arguments)
+        if isinstance(args[key], str) and rng.random() < 0.7:
+            args[key] = rng.choice((rng.choice(TRICKY_STRINGS), args[key] + rng.choice(TRICKY_STRINGS)))
+        else:
+            args[key] = rng.choice(TRICKY_OTHERS)
+        return turn[:i] + [ToolCall(call.name, args)] + turn[i + 1:]
+    return _edit(rng, gold, 1, change)
+
+
 def _wrong_order(rng, ex, gold):
     def change(turn):
         shuffled = turn[:]
@@ -186,6 +210,8 @@ def _garbage_texts(ex, gold) -> list[str]:
         f"[{first}(x=-y)]", f"[{first}(x=[1, *y])]", f"[{first}(x=a.b)]", f"[{first}(x=f'hi')]",
         f"{first}(folder='x') and then", f"[{first}(x=2**10)]", f"[{first}(x=lambda: 1)]",
         "[_load_scenario(scenario={})]", f"[{first}(x=1, x=2)]", f"['{first}'(x=1)]",
+        f"[{first}(x={{'{method}': {{}}}})]", f"[{method}(x={{'{first}': {{'y': 1}}}})]",
+        f"[{first}(x={{1: {{'y': 2}}}})]", "[if(x=1)]", f"[{first}(x=\"a'b\")]", f"[{first}(x='\\n')]",
     ]
 
 
@@ -227,6 +253,7 @@ def _force_terminated(rng, ex, gold):
 
 BUILDERS = {
     "gold": _gold, "gold_stepwise": _gold_stepwise, "gold_raw": _gold_raw, "wrong_value": _wrong_value,
+    "tricky_value": _tricky_value,
     "wrong_order": _wrong_order, "missing_call": _missing_call, "extra_call": _extra_call, "duplicate": _duplicate,
     "wrong_function": _wrong_function, "ahead": _ahead, "state_mistake": _state_mistake, "garbage": _garbage,
     "empty_turn": _empty_turn, "chatty": _chatty, "force_terminated": _force_terminated,

@@ -182,3 +182,18 @@ def test_official_verdicts(examples, row):
     turns = [[r.calls for r in map(decode_step, steps) if r.error is None and r.calls] for steps in row["result"]]
     v = check_multi_turn(ex, turns, model_name="Team-ACE_ToolACE-2-8B")
     assert (v.valid, v.bfcl_error_type) == (row["valid"], row["error_type"]), v.error
+
+
+def test_mathapi_precision_does_not_leak():
+    import decimal
+
+    import mpmath
+
+    prec, dps = decimal.getcontext().prec, mpmath.mp.dps
+    state = MultiTurnState(["MathAPI"], {})
+    # the strings BFCL's executor gives for these calls; an mpmath result is written at the precision its
+    # own call set
+    assert state.execute([ToolCall("square_root", {"number": 2, "precision": 5}),
+                          ToolCall("logarithm", {"value": 10, "base": 3, "precision": 4})]) == \
+        ["{'result': Decimal('1.4142')}", "{'result': mpf('2.095886')}"]
+    assert (decimal.getcontext().prec, mpmath.mp.dps) == (prec, dps)

@@ -21,6 +21,7 @@ import copy
 import json
 import sys
 import time
+import warnings
 
 import _bfcl_official_worker as official  # noqa: F401  (installs the third-party stubs first)
 from bfcl_eval.eval_checker import eval_runner
@@ -29,6 +30,7 @@ from bfcl_eval.model_handler.utils import default_decode_execute_prompting
 from bfcl_eval.utils import load_dataset_entry, load_ground_truth_entry
 
 MODEL_NAME = official.MODEL_NAME
+warnings.simplefilter("ignore")  # BFCL's eval of odd call text warns ("'int' object is not callable; ...")
 
 
 class PromptHandler:

@@ -43,7 +43,7 @@ MODEL_NAME = "Team-ACE_ToolACE-2-8B"  # the worker's; it shows in BFCL's instanc
 def score_ours(cases: list[dict], examples: dict) -> tuple[list[dict], float]:
     """Our verdicts, and our execution results replayed the way the worker replays BFCL's (same order,
     so that process-wide state some simulated APIs touch, such as mpmath's precision, matches)."""
-    from toolace_r.evaluation.multi_turn import MultiTurnState, check_multi_turn, decode_step
+    from toolace_r.evaluation.multi_turn import MultiTurnState, check_multi_turn, decode_trajectory
 
     out = []
     spent = 0.0
@@ -51,8 +51,7 @@ def score_ours(cases: list[dict], examples: dict) -> tuple[list[dict], float]:
         ex = examples[case["id"]]
         start = time.perf_counter()
         try:
-            turns = [[r.calls for r in map(decode_step, steps) if r.error is None and r.calls]
-                     for steps in case["result"]]
+            turns = decode_trajectory(case["result"])
             v = check_multi_turn(ex, turns, model_name=MODEL_NAME)
             row = {"valid": v.valid, "error_type": v.bfcl_error_type, "crash": None, "error": v.error}
         except Exception as exc:  # noqa: BLE001 - a crash of ours is a finding too

@@ -17,7 +17,7 @@ from toolace_r.calls import ToolCall  # noqa: E402
 from toolace_r.data import Example, load  # noqa: E402
 from toolace_r.data.bfcl_multi_turn import held_out_tools, missed_functions  # noqa: E402
 from toolace_r.evaluation.multi_turn import (MultiTurnState, check_multi_turn, decode_step,  # noqa: E402
-                                             gold_calls)
+                                             decode_trajectory, gold_calls)
 from toolace_r.evaluation.multi_turn_exec import MAX_CALL_CHARS, render_call  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bfcl_multi_turn_verdicts.jsonl"
@@ -179,8 +179,7 @@ def test_fixture_covers_every_kind_and_error_type():
 @pytest.mark.parametrize("row", _fixture_rows(), ids=lambda r: f"{r['id']}-{r['kind']}-{r.get('what', '')[:30]}")
 def test_official_verdicts(examples, row):
     ex = examples[row["id"]]
-    turns = [[r.calls for r in map(decode_step, steps) if r.error is None and r.calls] for steps in row["result"]]
-    v = check_multi_turn(ex, turns, model_name="Team-ACE_ToolACE-2-8B")
+    v = check_multi_turn(ex, decode_trajectory(row["result"]), model_name="Team-ACE_ToolACE-2-8B")
     assert (v.valid, v.bfcl_error_type) == (row["valid"], row["error_type"]), v.error
 
 

@@ -14,7 +14,8 @@ others (multi_turn_exec.py), and applies BFCL's rules turn by turn (docs/bfcl_mu
    a turn whose ground truth is empty (the request cannot be done) is not checked, but its calls
    still run, so that later turns see their effect.
 
-`decode_step(text)` decodes one model answer as BFCL's multi-turn decoder does.
+`decode_step(text)` decodes one model answer as BFCL's multi-turn decoder does; `decode_trajectory`
+a whole BFCL result (per turn, the text of each step).
 """
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ from toolace_r.data.bfcl_multi_turn import ground_truth
 from toolace_r.evaluation.checker import Verdict
 from toolace_r.evaluation.multi_turn_exec import MultiTurnState, load_class, render_call
 
-__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "gold_calls", "step_counts"]
+__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "decode_trajectory",
+           "gold_calls", "step_counts"]
 
 # Verdict.error_type -> BFCL's error_type.
 MULTI_TURN_ERRORS = {
@@ -53,6 +55,16 @@ def decode_step(text: str) -> ParseResult:
             return ParseResult(format="pythonic", error=f"call {call.name!r} has an argument BFCL cannot execute "
                                                         "(an empty dict)")
     return result
+
+
+def decode_trajectory(result: list[list[str]]) -> list[list[list[ToolCall]]]:
+    """A BFCL multi-turn result (per turn, the raw text of every step) -> `check_multi_turn`'s input:
+    each step decoded by `decode_step`, the steps BFCL drops (undecodable, no call) left out."""
+    turns = []
+    for steps in result:
+        decoded = (decode_step(text) for text in steps)
+        turns.append([r.calls for r in decoded if r.error is None and r.calls])
+    return turns
 
 
 def step_renders(call: ToolCall) -> bool:

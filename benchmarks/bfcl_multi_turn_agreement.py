@@ -167,8 +167,10 @@ def report(cases, ours, theirs, our_seconds, their_seconds, show, fixture) -> in
           f"{their_seconds / max(our_seconds, 1e-9):.2f}x")
     print(f"\nexecution results (the model's calls, string for string): {calls_same}/{calls_compared} agree")
     deliberate = [d for d in result_diffs if _never_run(d[1])]
+    bounded = [d for d in result_diffs if d[1].endswith(" is not run")]
     print(f"  of the {len(result_diffs)} that differ, {len(deliberate)} call a name that BFCL's eval finds in its "
-          f"own namespace (a Python builtin, a module its executor imports) and ours never runs")
+          f"own namespace (a Python builtin, a module its executor imports) and ours never runs, "
+          f"{len(bounded)} pass a work bound of ours (MathAPI precision or integer power)")
     for case, a, b in [d for d in result_diffs if not _never_run(d[1])][:show]:
         print(f"  case {case['case']} {case['id']} ({case['kind']}): ours {a!r:.160} | official {b!r:.160}")
     print(f"error types agree: {type_agree}/{n}")

@@ -188,9 +188,7 @@ class MultiTurnState:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 tree = ast.parse(source, filename="<string>", mode="eval")
-        except SyntaxError:
-            raise
-        except (MemoryError, RecursionError, ValueError) as e:
+        except (MemoryError, RecursionError) as e:  # SyntaxError, ValueError: Python's own message, as eval's
             raise ExecutionRefused(f"cannot parse the call: {type(e).__name__}") from None
         return _Interpreter(self).value(tree.body, 0)
 
@@ -302,10 +300,12 @@ def _check_work(method: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
     except TypeError:
         return  # the call itself will fail with Python's message
     precision = bound.get("precision")
-    if name in ("logarithm", "square_root") and isinstance(precision, int) and abs(precision) > _MAX_PRECISION:
-        raise ExecutionRefused(f"precision above {_MAX_PRECISION} is not run")
+    if isinstance(precision, int) and precision > _MAX_PRECISION:
+        # Only what would really run long: a decimal precision past decimal.MAX_PREC fails at once.
+        if name == "logarithm" or (name == "square_root" and precision <= decimal.MAX_PREC):
+            raise ExecutionRefused(f"precision above {_MAX_PRECISION} is not run")
     if name == "power":
         base, exponent = bound.get("base"), bound.get("exponent")
         if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 \
-                and abs(exponent) * base.bit_length() > _MAX_POWER_BITS:
+                and exponent * base.bit_length() > _MAX_POWER_BITS:
             raise ExecutionRefused(f"integer power above {_MAX_POWER_BITS} bits is not run")

@@ -14,18 +14,22 @@ others (multi_turn_exec.py), and applies BFCL's rules turn by turn (docs/bfcl_mu
    a turn whose ground truth is empty (the request cannot be done) is not checked, but its calls
    still run, so that later turns see their effect.
 
-`decode_step(text)` decodes one model answer as BFCL's multi-turn decoder does.
+`decode_step(text)` decodes one model answer as BFCL's multi-turn decoder does; `decode_trajectory`
+a whole BFCL result (per turn, the text of each step).
 """
 from __future__ import annotations
 
+import ast
+import inspect
 from typing import Any
 
 from toolace_r.calls import ParseResult, ToolCall, decode_bfcl
 from toolace_r.data.bfcl_multi_turn import ground_truth
 from toolace_r.evaluation.checker import Verdict
-from toolace_r.evaluation.multi_turn_exec import MultiTurnState, render_call
+from toolace_r.evaluation.multi_turn_exec import MultiTurnState, load_class, render_call
 
-__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "step_counts"]
+__all__ = ["MULTI_TURN_ERRORS", "MultiTurnState", "check_multi_turn", "decode_step", "decode_trajectory",
+           "gold_calls", "step_counts"]
 
 # Verdict.error_type -> BFCL's error_type.
 MULTI_TURN_ERRORS = {
@@ -51,6 +55,16 @@ def decode_step(text: str) -> ParseResult:
             return ParseResult(format="pythonic", error=f"call {call.name!r} has an argument BFCL cannot execute "
                                                         "(an empty dict)")
     return result
+
+
+def decode_trajectory(result: list[list[str]]) -> list[list[list[ToolCall]]]:
+    """A BFCL multi-turn result (per turn, the raw text of every step) -> `check_multi_turn`'s input:
+    each step decoded by `decode_step`, the steps BFCL drops (undecodable, no call) left out."""
+    turns = []
+    for steps in result:
+        decoded = (decode_step(text) for text in steps)
+        turns.append([r.calls for r in decoded if r.error is None and r.calls])
+    return turns
 
 
 def step_renders(call: ToolCall) -> bool:
@@ -97,6 +111,9 @@ def check_multi_turn(example: Any, turns: list[list[list[ToolCall]]], *, model_n
     return Verdict(True)
 
 
+_ABSENT = object()
+
+
 def _fail(kind: str, message: str) -> Verdict:
     return Verdict(False, kind, message, bfcl_error_type=MULTI_TURN_ERRORS[kind])
 
@@ -105,8 +122,9 @@ def _state_difference(model: MultiTurnState, gold: MultiTurnState) -> tuple[str,
     """The first class (in ground-truth order) whose public attributes differ, with those attributes."""
     for class_name, gold_instance in gold.instances.items():
         model_instance = model.instances[class_name]
+        # An attribute only the ground truth's calls created is a difference (BFCL's getattr would raise).
         differing = [attr for attr in vars(gold_instance) if not attr.startswith("_")
-                     and getattr(model_instance, attr) != getattr(gold_instance, attr)]
+                     and getattr(model_instance, attr, _ABSENT) != getattr(gold_instance, attr)]
         if differing:
             return class_name, differing
     return None
@@ -124,3 +142,33 @@ def _missing(expected: list[str], found: list[str]) -> list[str]:
         else:
             missing.append(item)
     return missing
+
+
+def gold_calls(example: Any) -> list[list[ToolCall]]:
+    """The ground truth as keyword-only ToolCalls, one list per turn (training targets, prompts).
+
+    The answer files use positional arguments in places (`sort('final_report.pdf')`); they are named
+    here from the method's signature, which is what a model must write, since BFCL's decoder keeps
+    only keyword arguments. Values are read with `ast.literal_eval` (literals only).
+    """
+    classes = [load_class(c) for c in example.metadata["involved_classes"]]
+    out = []
+    for turn in ground_truth(example):
+        out.append([_keyword_call(text, classes) for text in turn])
+    return out
+
+
+def _keyword_call(text: str, classes: list[type]) -> ToolCall:
+    node = ast.parse(text.strip(), mode="eval").body
+    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        raise ValueError(f"not a plain call: {text[:80]!r}")
+    name = node.func.id
+    args = {kw.arg: ast.literal_eval(kw.value) for kw in node.keywords if kw.arg is not None}
+    if node.args:
+        owner = next((c for c in reversed(classes) if callable(getattr(c, name, None))), None)
+        if owner is None:
+            raise ValueError(f"{name!r} is no method of {', '.join(c.__name__ for c in classes)}")
+        params = [p for p in inspect.signature(getattr(owner, name)).parameters.values()][1:]  # without self
+        for param, value in zip(params, node.args):
+            args[param.name] = ast.literal_eval(value)
+    return ToolCall(name, args)

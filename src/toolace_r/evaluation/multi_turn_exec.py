@@ -16,6 +16,10 @@ evaluates text. Two ideas:
   (plain Python: its file system, trading bot, ...), created and loaded as BFCL does, so their state,
   their results and their error messages are BFCL's.
 
+MathAPI's methods set the process-wide decimal and mpmath precisions; a call and the writing of its
+result run inside a local decimal context, and mpmath's precision is put back afterwards, so nothing
+leaks into the rest of the process (an mpmath number is written at the precision its call set).
+
 Bounds: a rendered call is at most `MAX_CALL_CHARS` characters and `MAX_DEPTH` levels deep, and a few
 arguments that set the amount of work of a method (MathAPI's precisions and integer powers) are
 capped (`_WORK_LIMITS`), since BFCL would run them for as long as they take.
@@ -24,10 +28,12 @@ from __future__ import annotations
 
 import ast
 import copy
+import decimal
 import importlib
 import inspect
 import json
 import re
+import sys
 import warnings
 from typing import Any, Iterable
 
@@ -159,10 +165,18 @@ class MultiTurnState:
             head = head.split(".")[1]
         if head in FORBIDDEN_NAMES:
             return f"Error during execution: Function call {head} is not allowed."
+        # MathAPI sets the process-wide decimal and mpmath precisions before each use, and an mpmath
+        # number is written out at the precision in force: both stay local to the call and its result.
+        mpmath = sys.modules.get("mpmath")
+        dps = mpmath.mp.dps if mpmath is not None else None
         try:
-            return _stringify(self._run(processed))
+            with decimal.localcontext():
+                return _stringify(self._run(processed))
         except Exception as e:
             return f"Error during execution: {e}"
+        finally:
+            if mpmath is not None:
+                mpmath.mp.dps = dps
 
     def _prefix(self, match: re.Match) -> str:
         name = match.group(1)
@@ -174,9 +188,7 @@ class MultiTurnState:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 tree = ast.parse(source, filename="<string>", mode="eval")
-        except SyntaxError:
-            raise
-        except (MemoryError, RecursionError, ValueError) as e:
+        except (MemoryError, RecursionError) as e:  # SyntaxError, ValueError: Python's own message, as eval's
             raise ExecutionRefused(f"cannot parse the call: {type(e).__name__}") from None
         return _Interpreter(self).value(tree.body, 0)
 
@@ -288,10 +300,12 @@ def _check_work(method: Any, args: list[Any], kwargs: dict[str, Any]) -> None:
     except TypeError:
         return  # the call itself will fail with Python's message
     precision = bound.get("precision")
-    if name in ("logarithm", "square_root") and isinstance(precision, int) and abs(precision) > _MAX_PRECISION:
-        raise ExecutionRefused(f"precision above {_MAX_PRECISION} is not run")
+    if isinstance(precision, int) and precision > _MAX_PRECISION:
+        # Only what would really run long: a decimal precision past decimal.MAX_PREC fails at once.
+        if name == "logarithm" or (name == "square_root" and precision <= decimal.MAX_PREC):
+            raise ExecutionRefused(f"precision above {_MAX_PRECISION} is not run")
     if name == "power":
         base, exponent = bound.get("base"), bound.get("exponent")
         if isinstance(base, int) and isinstance(exponent, int) and abs(base) > 1 \
-                and abs(exponent) * base.bit_length() > _MAX_POWER_BITS:
+                and exponent * base.bit_length() > _MAX_POWER_BITS:
             raise ExecutionRefused(f"integer power above {_MAX_POWER_BITS} bits is not run")

@@ -350,18 +350,21 @@ def as_turns(answer: Any, fmt: str | None = None) -> list[list[list[ToolCall]]]:
     """What `check_multi_turn` scores, from a Trajectory, its `calls()`, or BFCL's result shape (step texts
     per turn, decoded as the loop decodes them: `fmt` None or "pythonic" with BFCL's decoding, else that
     parser). Anything else is no turns at all, which the checker fails as force-terminated."""
-    from toolace_r.evaluation.multi_turn import decode_step, step_counts
+    from toolace_r.evaluation.multi_turn import decode_step, decode_trajectory, step_counts
 
     if isinstance(answer, Trajectory):
         return answer.calls()
     if not isinstance(answer, list) or not all(isinstance(turn, list) for turn in answer):
         return []
+    pythonic = fmt in (None, "pythonic", "bfcl")
+    if pythonic and all(isinstance(step, str) for turn in answer for step in turn):
+        return decode_trajectory(answer)  # BFCL's result shape, decoded as BFCL's checker does
     turns = []
     for turn in answer:
         steps = []
         for step in turn:
             if isinstance(step, str):
-                d = decode_step(step) if fmt in (None, "pythonic", "bfcl") else parse(step, fmt)
+                d = decode_step(step) if pythonic else parse(step, fmt)
                 steps.append(list(d.calls) if d.is_call and d.calls and step_counts(d.calls) else [])
             elif isinstance(step, list) and all(isinstance(c, ToolCall) for c in step):
                 steps.append(list(step))

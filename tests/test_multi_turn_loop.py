@@ -215,6 +215,8 @@ def test_the_prefix_cache_hits_across_steps_and_turns(tiny_model_dir):
     # Turn 1's prompt is turn 0's prompt + answer + the new user turn: only the new part is prefilled.
     assert second.cached_tokens >= first.prompt_tokens and second.prompt_tokens < 40
     assert engine.prefix_cache.hits >= 1
+    assert result.prefix_cache["hits"] >= 1 and result.prefix_cache["lookups"] >= result.prefix_cache["hits"]
+    assert multi_turn_metrics([], result)["prefix_cache"] == result.prefix_cache
 
 
 # --- eval end to end -------------------------------------------------------------------------------

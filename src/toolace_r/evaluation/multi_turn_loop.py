@@ -154,6 +154,8 @@ class MultiTurnResult:
     seconds: float = 0.0
     engine_calls: int = 0  # refine() calls (one per step wave of a group)
     answer_format: str = "pythonic"
+    # The engine's prefix-cache counters over the run (hf: lookups, hits), when it has them.
+    prefix_cache: dict[str, int] | None = None
 
     def by_id(self) -> dict[str, Trajectory]:
         return {t.id: t for t in self.trajectories}
@@ -205,6 +207,7 @@ def run_multi_turn(
     make_state = state_factory or default_state
     bar = progress_bar(progress, len(examples), "multi-turn")
     start, calls = time.perf_counter(), 0
+    before = _cache_counters(engine)
     trajectories: list[Trajectory] = []
     try:
         for lo in range(0, len(examples), group_size):
@@ -214,7 +217,16 @@ def run_multi_turn(
     finally:
         if bar is not None:
             bar.close()
-    return MultiTurnResult(trajectories, cfg, max_steps, time.perf_counter() - start, calls, fmt.name)
+    after = _cache_counters(engine)
+    counters = None if before is None or after is None else {k: after[k] - before[k] for k in after}
+    return MultiTurnResult(trajectories, cfg, max_steps, time.perf_counter() - start, calls, fmt.name, counters)
+
+
+def _cache_counters(engine: Any) -> dict[str, int] | None:
+    cache = getattr(getattr(engine, "inner", engine), "prefix_cache", None)
+    if cache is None or not hasattr(cache, "hits"):
+        return None
+    return {"lookups": int(cache.lookups), "hits": int(cache.hits)}
 
 
 def _run_group(items: list["_Item"], engine: Engine, tok: Any, cfg: RefineConfig, bar, waves: int) -> int:
@@ -408,6 +420,7 @@ def multi_turn_metrics(examples: Sequence[Any], result: MultiTurnResult,
     out = {cat: _group(rows) for cat, rows in groups.items() if cat != "all"}
     return {"max_steps": result.max_steps, "policy": result.config.policy, "max_rounds": result.config.max_rounds,
             "wall_seconds": round(result.seconds, 3), "step_waves": result.engine_calls,
+            "prefix_cache": result.prefix_cache,
             "categories": out, "all": _group(groups.get("all", []))}
 
 

@@ -9,12 +9,8 @@ import pytest
 
 from toolace_r.calls import ToolCall
 from toolace_r.engines.base import Completion, Engine, GenerationResult
-from toolace_r.evaluation.multi_turn_loop import (
-    ADDITIONAL_FUNCTION_PROMPT,
-    multi_turn_metrics,
-    render_multi_turn_markdown,
-    run_multi_turn,
-)
+from toolace_r.evaluation.multi_turn_loop import ADDITIONAL_FUNCTION_PROMPT, run_multi_turn
+from toolace_r.evaluation.multi_turn_report import multi_turn_metrics, render_multi_turn_markdown
 from toolace_r.prompts import DEFAULT_REFINE_INSTRUCTION
 from toolace_r.refine import RefineConfig
 

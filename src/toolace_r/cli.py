@@ -149,7 +149,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
     from toolace_r.engines import engine_from_args
     from toolace_r.evaluation.report import render_table
     from toolace_r.data.select import benchmark_slice
-    from toolace_r.evaluation.multi_turn_loop import is_multi_turn, render_multi_turn_table, run_multi_turn
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn, run_multi_turn
+    from toolace_r.evaluation.multi_turn_report import render_multi_turn_table
     from toolace_r.evaluation.rounds import render_rounds_table, write_refine_outputs
     from toolace_r.refine import refine
 

@@ -243,7 +243,8 @@ def write_refine_outputs(examples: Sequence[Any], result: Any, out_dir: str | Pa
     every turn, step and round), their verdicts in results.jsonl, a "multi_turn" block in metrics.json and a
     section in report.md; the refinement block and rounds.png then cover the single-turn items only.
     """
-    from toolace_r.evaluation.multi_turn_loop import is_multi_turn, multi_turn_metrics, render_multi_turn_markdown
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn
+    from toolace_r.evaluation.multi_turn_report import multi_turn_metrics, render_multi_turn_markdown
     from toolace_r.evaluation.runner import evaluate_predictions, output_files
     from toolace_r.files import dumps, dumps_lines, write_files
     from toolace_r.refine import prediction_rows

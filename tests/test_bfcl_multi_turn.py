@@ -114,6 +114,28 @@ def test_execute_tool_calls_and_errors(examples):
     assert state.instances["GorillaFileSystem"]._current_dir.name == "document"
 
 
+def test_hostile_calls_never_run():
+    state = MultiTurnState(["GorillaFileSystem"], CONFIG, example_id="multi_turn_base_9", model_name="m")
+    inst = "m_multi_turn_base_9_GorillaFileSystem_instance"
+    got = state.execute_source([
+        f"{inst}._load_scenario(scenario={{}})", f"{inst}.root.contents.clear()", f"{inst}.__class__()",
+        "().__class__.__bases__()", "__import__('os').system('true')", "open(file='/etc/passwd')",
+        "cd(folder=[x for x in 'ab'])", "cd(folder=(lambda: 1)())", f"{inst}()",
+    ])
+    assert got == [
+        "Error during execution: GorillaFileSystem._load_scenario is not a public method",
+        "Error during execution: GorillaFileSystem.root is not a public method",
+        "Error during execution: GorillaFileSystem.__class__ is not a public method",
+        "Error during execution: attributes are read only from the simulated API instances",
+        "Error during execution: name '__import__' is not defined",
+        "Error during execution: name 'open' is not defined",
+        "Error during execution: unsupported expression (ListComp)",
+        "Error during execution: unsupported expression (Lambda)",
+        "Error during execution: 'GorillaFileSystem' object is not callable",
+    ]
+    assert state.execute_source(["ls()"]) == ['{"current_directory_content": ["a.txt"]}']  # nothing touched
+
+
 def test_rendering_is_bfcls():
     assert render_call(ToolCall("f", {"a": "x", "b": [1, 2.5], "c": {"k": True}, "d": None})) == \
         "f(a='x', b=[1, 2.5], c={'k': True}, d=None)"

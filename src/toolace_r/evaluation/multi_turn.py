@@ -45,15 +45,16 @@ def decode_step(text: str) -> ParseResult:
 
     `result.calls` is the list of calls (empty for "[]": BFCL counts no step then); `result.error`
     says why the text is not calls (BFCL skips such a step: the model is chatting or broken). A
-    call BFCL's decoder cannot turn back into text (an argument `{}`) fails the whole step too.
+    call BFCL's decoder cannot turn back into text (an argument `{}`) fails the whole step too. An
+    answer past `calls.MAX_INPUT_CHARS` (64 KiB) is an error here; BFCL would decode it.
     """
     result = decode_bfcl(text)
     if result.error is not None:
         return result
     for call in result.calls or []:
         if not step_renders(call):
-            return ParseResult(format="pythonic", error=f"call {call.name!r} has an argument BFCL cannot execute "
-                                                        "(an empty dict)")
+            return ParseResult(format="pythonic", error=f"call {call.name!r} cannot be written as BFCL's execution "
+                                                        "text (an argument {} does that)")
     return result
 
 

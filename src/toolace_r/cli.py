@@ -165,7 +165,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
         result = refine(examples, engine, cfg, progress=True)
     run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
-           "engine_options": list(args.engine_option), "examples": len(examples)}
+           "engine_options": list(args.engine_option), "examples": len(examples),
+           "precision": engine.precision.as_dict() if engine.precision else None}
     report = write_refine_outputs(examples, result, args.out, run, args.benchmark, lenient=args.lenient)
     sys.stdout.write(render_table(report.scored) + "\n\n" + render_rounds_table(report.rounds) + "\n")
     sys.stdout.write(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in report.paths.values()) + "\n")

@@ -40,7 +40,7 @@ class EvalConfig:
     stop: list[str] = field(default_factory=list)
     chunk_size: int = 32
     engine: str = "hf"
-    engine_options: dict[str, Any] = field(default_factory=lambda: {"dtype": "float32", "batch_size": 16})
+    engine_options: dict[str, Any] = field(default_factory=lambda: {"dtype": "auto", "batch_size": 16})
     # Models of the iterations before the last one: these policies ([] leaves them out).
     iteration_policies: list[str] = field(default_factory=lambda: ["adaptive"])
 

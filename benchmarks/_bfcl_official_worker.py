@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import json
+import os
 import sys
 import time
 import types
@@ -99,6 +100,10 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__path__ = []
 
 
+# Java/JavaScript categories need the real parsers (_bfcl_official.ensure_tree_sitter installs them).
+if os.environ.get("BFCL_REAL_TREE_SITTER"):
+    STUBBED -= {"tree_sitter", "tree_sitter_java", "tree_sitter_javascript"}
+
 sys.meta_path.insert(0, _StubFinder())
 
 # overrides decorates the handlers' methods (decode_ast...): its decorators must hand them back unchanged,
@@ -162,17 +167,29 @@ def load_category(category):
     return {p["id"]: (p, a["ground_truth"]) for p, a in zip(prompts, answers)}
 
 
+def _language(category):
+    """(Language, ReturnFormat) of a category, as the official ast_file_runner picks them."""
+    from bfcl_eval.utils import is_java, is_js
+
+    if is_java(category):
+        return Language.JAVA, ReturnFormat.JAVA
+    if is_js(category):
+        return Language.JAVASCRIPT, ReturnFormat.JAVASCRIPT
+    return Language.PYTHON, ReturnFormat.PYTHON
+
+
 def evaluate(case_id, category, result, prompt, key):
     if _is_relevance(category):
         return eval_runner._evaluate_single_relevance_entry(HANDLER, case_id, result, prompt, MODEL_NAME, category)
+    language, return_format = _language(category)
     return eval_runner._evaluate_single_ast_entry(
         HANDLER, case_id, result, key, prompt, MODEL_NAME, category,
-        language=Language.PYTHON, return_format=ReturnFormat.PYTHON, has_tool_call_tag=False)
+        language=language, return_format=return_format, has_tool_call_tag=False)
 
 
-def _decoded(result):
+def _decoded(result, category=""):
     try:
-        return repr(default_decode_ast_prompting(result))
+        return repr(default_decode_ast_prompting(result, _language(category)[1]))
     except Exception as exc:  # noqa: BLE001 - any decode failure is data here
         return f"<decode error {type(exc).__name__}: {exc}>"
 
@@ -189,6 +206,31 @@ def _data_for(cases):
     return data
 
 
+class _CaseTimeout(Exception):
+    pass
+
+
+def _with_time_limit(fn, *args):
+    """fn(*args), stopped after BFCL_CASE_TIMEOUT seconds (unset: no limit). BFCL's Java/JS converters
+    backtrack exponentially on some unclosed arrays; such a case is reported as the crash "timeout"."""
+    import signal
+
+    limit = float(os.environ.get("BFCL_CASE_TIMEOUT") or 0)
+    if not limit:
+        return fn(*args)
+
+    def stop(*_):
+        raise _CaseTimeout()
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def cmd_check(cases_path, out_path):
     cases = _read_cases(cases_path)
     data = _data_for(cases)
@@ -197,11 +239,13 @@ def cmd_check(cases_path, out_path):
             cat = case["category"]
             prompt, key = data[cat][case["id"]]
             row = {"case": case["case"], "valid": None, "error_type": None, "crash": None,
-                   "decoded": _decoded(case["result"])}
+                   "decoded": _decoded(case["result"], cat)}
             try:
-                verdict = evaluate(case["id"], cat, case["result"], prompt, key)
+                verdict = _with_time_limit(evaluate, case["id"], cat, case["result"], prompt, key)
                 row["valid"] = bool(verdict["valid"])
                 row["error_type"] = verdict.get("error_type")
+            except _CaseTimeout:
+                row["crash"] = "timeout"
             except Exception as exc:  # noqa: BLE001 - the official checker crashing is a finding
                 row["crash"] = f"{type(exc).__name__}: {exc}"
             out.write(json.dumps(row) + "\n")
@@ -213,11 +257,14 @@ def cmd_inline(cases_path, out_path):
         for case in _read_cases(cases_path):
             prompt = {"id": case["case"], "function": case["functions"]}
             row = {"case": case["case"], "valid": None, "error_type": None, "crash": None,
-                   "decoded": _decoded(case["result"])}
+                   "decoded": _decoded(case["result"], case["category"])}
             try:
-                verdict = evaluate(case["case"], case["category"], case["result"], prompt, case["truth"])
+                verdict = _with_time_limit(evaluate, case["case"], case["category"], case["result"], prompt,
+                                           case["truth"])
                 row["valid"] = bool(verdict["valid"])
                 row["error_type"] = verdict.get("error_type")
+            except _CaseTimeout:
+                row["crash"] = "timeout"
             except Exception as exc:  # noqa: BLE001
                 row["crash"] = f"{type(exc).__name__}: {exc}"
             out.write(json.dumps(row) + "\n")

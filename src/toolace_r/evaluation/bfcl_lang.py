@@ -14,8 +14,10 @@ Every argument there is a string in the language's own syntax ("5L", "new int[]{
   value rules, the language branch of BFCL's checker (evaluation/checker.py).
 
 Bounds, as for every answer: text over `calls.MAX_INPUT_CHARS`, or with brackets nested deeper than
-`MAX_NESTING`, is a decode failure before any parser sees it (tree-sitter's own recursion crashes the
-process on input nested some ten thousand deep; BFCL's Java reader already fails at about a thousand).
+`MAX_NESTING` (counted over the whole text, string literals included), is a decode failure before
+any parser sees it: tree-sitter's own recursion crashes the process on input nested some ten thousand
+deep. Below that the text goes to bfcl-eval's parsers as BFCL's does (its Java reader fails by itself at
+about a thousand levels, on Python's recursion limit).
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ from toolace_r.calls import MAX_INPUT_CHARS, ToolCall
 from toolace_r.evaluation.bfcl_typed import JAVA_TYPES, JS_TYPES, NESTED_TYPES, java_value, js_value
 
 LANGUAGES = ("java", "javascript")
-MAX_NESTING = 1000
+MAX_NESTING = 4000  # tree-sitter crashed from about 10,000 on (8 MiB thread stack)
 # The name a positional argument gets (BFCL's parsers key it None): no schema has it, so it is unexpected.
 POSITIONAL = "<positional>"
 
@@ -135,6 +137,8 @@ def decode(text: str, language: str) -> Decoded:
 
 
 def _nesting(text: str) -> int:
+    if text.count("(") + text.count("[") + text.count("{") <= MAX_NESTING:  # the common case, counted in C
+        return 0
     depth = deepest = 0
     for ch in text:
         if ch in "([{":

@@ -316,13 +316,85 @@ def hostile(lang: str, item: dict[str, Any], rng: random.Random) -> str | None:
     return render(item["functions"][0]["name"], [*args, (params[0], body)], rng, 0.0, lang)
 
 
+# Hand-made answers (item id, text): tests/test_bfcl_java_js.py expects each to get the verdict the
+# official checker gave it (recorded by bfcl_java_js_agreement.py --fixtures).
+HANDMADE: tuple[tuple[str, str], ...] = (
+    ("simple_java_0", "[GeometryPresentation.createPresentation(controller=mapController, parent=mapArea)]"),
+    ("simple_java_0", 'GeometryPresentation.createPresentation(controller="mapController", parent="mapArea")'),
+    ("simple_java_0", "[GeometryPresentation.createPresentation(mapController, parent=mapArea)]"),
+    ("simple_java_0", "[GeometryPresentation.createPresentation(controller=mapController, parent=mapArea, extra=1)]"),
+    ("simple_java_0", "[createPresentation(controller=mapController, parent=mapArea)]"),
+    ("simple_java_0", "[GeometryPresentation.createPresentation(controller=mapController, parent=mapArea), "
+                      "GeometryPresentation.createPresentation(controller=x, parent=y)]"),
+    ("simple_java_0", "GeometryPresentation.createPresentation(controller=mapController, parent=mapArea);\n"
+                      "other(a=1);"),
+    ("simple_java_0", "```java\nGeometryPresentation.createPresentation(controller=mapController, parent=mapArea)\n```"),
+    ("simple_java_0", "[GeometryPresentation.createPresentation(controller=mapController, controller=mapArea)]"),
+    ("simple_java_0", "I would call GeometryPresentation.createPresentation."),
+    ("simple_java_0", ""),
+    ("simple_java_25", "[SmsHomeRecommendSubjectController.updateSort(id=42L, sort=5)]"),
+    ("simple_java_25", '[SmsHomeRecommendSubjectController.updateSort(id="42L", sort="5")]'),
+    ("simple_java_25", "[SmsHomeRecommendSubjectController.updateSort(id=42, sort=5)]"),
+    ("simple_java_25", "[SmsHomeRecommendSubjectController.updateSort(id=42l, sort=5.0)]"),
+    ("simple_java_25", "[SmsHomeRecommendSubjectController.updateSort(id=43L, sort=5)]"),
+    ("simple_java_22", "[PmsProductServiceImpl.updateNewStatus(ids=new ArrayList<>(Arrays.asList(101L, 202L, 303L)), newStatus=2)]"),
+    ("simple_java_22", '[PmsProductServiceImpl.updateNewStatus(ids="new ArrayList<Long>() {{ add(101L); add(202L); add(303L); }}", newStatus=2)]'),
+    ("simple_java_22", "[PmsProductServiceImpl.updateNewStatus(ids=new ArrayList<>() {{ add(101L); add(202L); add(303L); }}, newStatus=2)]"),
+    ("simple_java_22", "[PmsProductServiceImpl.updateNewStatus(ids=new ArrayList<>(Arrays.asList(101, 202, 303)), newStatus=2)]"),
+    ("simple_java_27", "[TwoSum.twoSum(nums=new int[]{2, 7, 11, 15}, target=9)]"),
+    ("simple_java_27", '[TwoSum.twoSum(nums="new int[] {2,7,11,15}", target="9")]'),
+    ("simple_java_27", "[TwoSum.twoSum(nums=new int[]{2, 7, 11}, target=9)]"),
+    ("simple_java_27", "[TwoSum.twoSum(nums=[2, 7, 11, 15], target=9)]"),
+    ("simple_java_61", '[ScoreFunctionBuilders.exponentialDecayFunction(fieldName="timestamp", origin="now", scale="10d", '
+                       'offset="2d", decay=0.5)]'),
+    ("simple_java_61", '[ScoreFunctionBuilders.exponentialDecayFunction(fieldName="timestamp", origin="now", scale="10d", '
+                       'decay=0.5f)]'),
+    ("simple_java_1", '[SQLCompletionAnalyzer.makeProposalsFromObject(object=Customers, useShortName=true, '
+                      'params="new HashMap<String, Object>() {{ put(\\"limit\\", 50); put(\\"schemaFilter\\", \\"public\\"); }}")]'),
+    ("simple_java_1", "[SQLCompletionAnalyzer.makeProposalsFromObject(object=Customers, useShortName=True, params=params)]"),
+    ("simple_javascript_0", '[validateUserInput(inputField="userInputField", isComplete=true)]'),
+    ("simple_javascript_0", "validateUserInput(inputField='userInputField', isComplete='true')"),
+    ("simple_javascript_0", '[validateUserInput(inputField="userInputField", isComplete=True)]'),
+    ("simple_javascript_0", '[validateUserInput(inputField=userInputField, isComplete=true), other(a=1)]'),
+    ("simple_javascript_0", 'validateUserInput(inputField="userInputField", isComplete=true); other(a=1);'),
+    ("simple_javascript_0", "const x = 1;"),
+    ("simple_javascript_0", "[validateUserInput(userInputField, true)]"),
+    ("simple_javascript_2", '[extractLastTransactionId(filepath="/var/log/db.log", status=["completed", "failed"], '
+                            'encoding="utf-8", processFunction=processFunction)]'),
+    ("simple_javascript_2", "[extractLastTransactionId(filepath='/var/log/db.log', status='[\"completed\", \"failed\"]', "
+                            "encoding='utf-8', processFunction=processFunction)]"),
+    ("simple_javascript_2", '[extractLastTransactionId(filepath="/var/log/db.log", status=new Array("completed", "failed"), '
+                            'encoding="utf-8", processFunction=processFunction)]'),
+    ("simple_javascript_2", '[extractLastTransactionId(filepath="/var/log/db.log", status=["failed", "completed"], '
+                            'encoding="utf-8", processFunction=processFunction)]'),
+    ("simple_javascript_6", '[mapTransitions(category="transition", limit=4)]'),
+    ("simple_javascript_6", '[mapTransitions(category="transition", limit=4.0)]'),
+    ("simple_javascript_6", '[mapTransitions(category="transition", limit=4.5)]'),
+    ("simple_javascript_6", '[mapTransitions(category="transition", limit="4")]'),
+    ("simple_javascript_5", "[manageReactState(store={initialState: initialStateObject, reducers: reducersMap, "
+                            "middlewares: ['loggerMiddleware'], enhancers: [\"applyMiddleware('myMiddleWare')\"]}, "
+                            "context=React.createContext(), hooks={useStateSelector: useStateSelectorHook, "
+                            "useDispatchAction: useDispatchActionHook})]"),
+    ("simple_javascript_5", "[manageReactState(store={initialState: initialStateObject}, context=React.createContext(), "
+                            "hooks={useStateSelector: useStateSelectorHook, useDispatchAction: useDispatchActionHook})]"),
+    ("simple_javascript_17", "[generateNotificationHandler(app=app, priorityLevel=3, messagingService=messagingSvc, "
+                             "notificationType=2)]"),
+    ("simple_javascript_17", "[generateNotificationHandler(app=app, priorityLevel=3.0, messagingService=messagingSvc, "
+                             "notificationType=2)]"),
+)
+
+
 def generate(categories: tuple[str, ...] = CATEGORIES, per_item: int = 40, seed: int = 0,
              limit: int | None = None, hostile_per_category: int = 0) -> list[dict[str, Any]]:
     """[{"case", "id", "category", "kind", "result"}]: the first-values gold plus `per_item` outputs per
-    item, the kinds taken round-robin from a shuffled list so every kind appears for every item; then
-    `hostile_per_category` answers of kind "hostile" per category (see `hostile`)."""
+    item, the kinds taken round-robin from a shuffled list so every kind appears for every item; before
+    them the HANDMADE answers and `hostile_per_category` answers of kind "hostile" per category."""
     rng = random.Random(seed)
     cases: list[dict[str, Any]] = []
+    for item_id, text in HANDMADE:
+        cat = item_id.rsplit("_", 1)[0]
+        if cat in categories:
+            cases.append({"case": len(cases), "id": item_id, "category": cat, "kind": "handmade", "result": text})
     for cat in categories:
         lang = "java" if cat == "simple_java" else "javascript"
         made = 0

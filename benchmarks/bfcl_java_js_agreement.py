@@ -18,7 +18,8 @@ Two answers per category are "hostile" (not with --quick): text on which BFCL's 
 backtrack for hours; the official checker is stopped after 2 s, ours is timed on them.
 --quick: 6 outputs per item (about 1,000), no hostile ones, one timing pass: well under a minute.
 --fixtures PATH: also writes a sample (every kind of every category, a few each) with the official
-verdicts, the file tests/test_bfcl_java_js.py checks our verdicts against without the official venv.
+verdicts (and every hand-made answer of _bfcl_java_js_cases.HANDMADE), the file tests/test_bfcl_java_js.py
+checks our verdicts against without the official venv.
 """
 from __future__ import annotations
 
@@ -142,7 +143,7 @@ def _write_fixtures(path: Path, cases: list[dict], theirs: dict[int, dict], per_
         if off["crash"]:
             continue
         key = (case["category"], case["kind"], off["valid"], off["error_type"])
-        if taken[key] < per_kind:
+        if taken[key] < per_kind or case["kind"] == "handmade":
             taken[key] += 1
             rows.append({"id": case["id"], "kind": case["kind"], "result": case["result"],
                          "valid": off["valid"], "error_type": off["error_type"]})

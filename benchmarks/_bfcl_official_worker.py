@@ -3,6 +3,7 @@
     python _bfcl_official_worker.py check CASES.jsonl OUT.jsonl
     python _bfcl_official_worker.py time  CASES.jsonl OUT.json [REPEATS]
     python _bfcl_official_worker.py inline CASES.jsonl OUT.jsonl   (cases carrying functions + key)
+    python _bfcl_official_worker.py leaderboard TABLES.json OUT.json   (BFCL's overall arithmetic)
     python _bfcl_official_worker.py evaluate RESULT_DIR OUT.json MODEL CATEGORIES
         (`bfcl evaluate --model MODEL --test-category CATEGORIES --result-dir RESULT_DIR --partial-eval`
         through its own entry point, eval_runner.main; OUT.json: the accuracy of each category's score
@@ -319,9 +320,54 @@ def cmd_evaluate(result_dir, out_path, model, categories):
         json.dump({"scores": scores, "crash": crash}, out, indent=1)
 
 
+def cmd_leaderboard(in_path, out_path):
+    """BFCL's leaderboard arithmetic on hand-built category scores. IN: {"tables": [{category: [correct,
+    total]}]}; OUT: per table, V4's overall and its five parts as generate_leaderboard_csv computes
+    them (its weighted call captured), and V3's overall composed from the same helper functions the
+    way BFCL's V3 release composed them (that release's helper is not in this package)."""
+    from bfcl_eval.eval_checker import eval_runner_helper as helper
+
+    tables = json.loads(open(in_path, encoding="utf-8").read())["tables"]
+    results = []
+    for table in tables:
+        scores = {cat: {"accuracy": c / t, "total_count": t} for cat, (c, t) in table.items()}
+        captured = {}
+        real = helper.calculate_percentage_weighted_accuracy
+
+        def capture(parts, weights, display_na_if_category_missing=True):
+            out = real(parts, weights, display_na_if_category_missing)
+            captured["parts"] = [p["accuracy"] for p in parts]
+            captured["overall"] = out["accuracy"]
+            return out
+
+        helper.calculate_percentage_weighted_accuracy = capture
+        helper.write_score_csv_file = lambda **kwargs: None
+        try:
+            helper.generate_leaderboard_csv({MODEL_NAME: {k: dict(v) for k, v in scores.items()}}, "/nonexistent")
+        except Exception as exc:  # noqa: BLE001 - what follows the computation (CSV, wandb) may need stubbed modules
+            captured.setdefault("after", f"{type(exc).__name__}: {exc}")
+        finally:
+            helper.calculate_percentage_weighted_accuracy = real
+        u, w = helper.calculate_unweighted_accuracy, helper.calculate_weighted_accuracy
+        g = {k: {**v, "display_accuracy": v["accuracy"]} for k, v in scores.items()}
+        simple = u([g["simple_python"], g["simple_java"], g["simple_javascript"]])
+        non_live = u([simple, g["multiple"], g["parallel"], g["parallel_multiple"], g["irrelevance"]], False)
+        live = w([g[c] for c in ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
+                                  "live_irrelevance", "live_relevance")], False)
+        multi = u([g[c] for c in ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param",
+                                   "multi_turn_long_context")], False)
+        v3 = u([live, non_live, multi], False)
+        results.append({"v4": captured, "v3": {"overall": v3["accuracy"],
+                                               "parts": [live["accuracy"], non_live["accuracy"], multi["accuracy"]]}})
+    with open(out_path, "w") as out:
+        json.dump({"results": results}, out, indent=1)
+
+
 if __name__ == "__main__":
     mode, cases_arg, out_arg = sys.argv[1:4]
-    if mode == "evaluate":
+    if mode == "leaderboard":
+        cmd_leaderboard(cases_arg, out_arg)
+    elif mode == "evaluate":
         cmd_evaluate(cases_arg, out_arg, sys.argv[4], sys.argv[5])
     elif mode == "check":
         cmd_check(cases_arg, out_arg)
@@ -330,4 +376,4 @@ if __name__ == "__main__":
     elif mode == "time":
         cmd_time(cases_arg, out_arg, int(sys.argv[4]) if len(sys.argv) > 4 else 3)
     else:
-        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time, evaluate)")
+        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time, evaluate, leaderboard)")

@@ -19,7 +19,7 @@ import pytest
 
 from toolace_r.calls import ToolCall
 from toolace_r.data import load
-from toolace_r.evaluation import bfcl_lang, bfcl_typed
+from toolace_r.evaluation import bfcl_lang, bfcl_typed, bfcl_typed_js
 from toolace_r.evaluation.checker import check
 
 FIXTURE = Path(__file__).parent / "fixtures" / "bfcl_java_js_official.json"
@@ -218,7 +218,7 @@ def test_converters_equal_bfcls_on_generated_text(language):
         ours, templates, tokens, types = bfcl_typed.java_value, JAVA_TEMPLATES, JAVA_TOKENS, JAVA_TYPES
     else:
         from bfcl_eval.eval_checker.ast_eval.type_convertor.js_type_converter import js_type_converter as theirs
-        ours, templates, tokens, types = bfcl_typed.js_value, JS_TEMPLATES, JS_TOKENS, JS_TYPES
+        ours, templates, tokens, types = bfcl_typed_js.js_value, JS_TEMPLATES, JS_TOKENS, JS_TYPES
     rng = random.Random(7)
     parsed = 0
     for _ in range(6000):
@@ -234,12 +234,12 @@ def test_converters_equal_bfcls_on_generated_text(language):
 
 def test_converters_are_linear_on_text_bfcl_backtracks_on():
     cases = [
-        (bfcl_typed.js_value, "[[1]" + ",[2]" * 5000 + " x", "array", None),  # exponential in BFCL
+        (bfcl_typed_js.js_value, "[[1]" + ",[2]" * 5000 + " x", "array", None),  # exponential in BFCL
         (bfcl_typed.java_value, "new HashMap<>() {" * 3000, "HashMap", None),  # cubic
         (bfcl_typed.java_value, "new ArrayList<>(Arrays.asList(" * 3000 + "\n))", "ArrayList", "String"),
         (bfcl_typed.java_value, "new ArrayList<>() {{ " + "add(\n" * 10000 + "}}", "ArrayList", "String"),
         (bfcl_typed.java_value, 'new HashMap<>() {{ ' + 'put("k",\n' * 8000 + ' }}', "HashMap", None),
-        (bfcl_typed.js_value, "{" + "a:,b" * 8000 + "}", "dict", None),
+        (bfcl_typed_js.js_value, "{" + "a:,b" * 8000 + "}", "dict", None),
         (bfcl_typed.java_value, "new int[]{" * 6000, "Array", "integer"),
     ]
     for fn, text, type_name, nested in cases:
@@ -249,7 +249,7 @@ def test_converters_are_linear_on_text_bfcl_backtracks_on():
 
 
 def test_converter_examples():
-    j, s = bfcl_typed.java_value, bfcl_typed.js_value
+    j, s = bfcl_typed.java_value, bfcl_typed_js.js_value
     assert j("5L", "long") == 5 and j("5", "long") == "5" and j("1.5f", "float") == 1.5 and j("2", "double") == 2.0
     assert j("'c'", "char") == "'c'"  # BFCL's char pattern never matches
     assert j('new ArrayList<>(Arrays.asList("a", "b"))', "ArrayList", "String") == ["a", "b"]

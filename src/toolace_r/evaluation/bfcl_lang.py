@@ -10,8 +10,8 @@ Every argument there is a string in the language's own syntax ("5L", "new int[]{
 - The answer is read as BFCL reads a prompt model's Java/JS answer (`decode`): its call text parsed by
   the language's tree-sitter grammar, with bfcl-eval's own parser functions, values kept as source
   text. Only the first call is read; a positional argument becomes a parameter named `POSITIONAL`.
-- Each argument string is converted by its schema type (`bfcl_typed`) and then checked by the usual
-  value rules, the language branch of BFCL's checker (evaluation/checker.py).
+- Each argument string is converted by its schema type (`bfcl_typed`, `bfcl_typed_js`) and then
+  checked by the usual value rules, the language branch of BFCL's checker (evaluation/checker.py).
 
 Bounds, as for every answer: text over `calls.MAX_INPUT_CHARS`, or with brackets nested deeper than
 `MAX_NESTING` (counted over the whole text, string literals included), is a decode failure before
@@ -27,7 +27,8 @@ import tempfile
 from typing import Any, Callable
 
 from toolace_r.calls import MAX_INPUT_CHARS, ToolCall
-from toolace_r.evaluation.bfcl_typed import JAVA_TYPES, JS_TYPES, NESTED_TYPES, java_value, js_value
+from toolace_r.evaluation.bfcl_typed import JAVA_TYPES, JS_TYPES, NESTED_TYPES, java_value
+from toolace_r.evaluation.bfcl_typed_js import js_value
 
 LANGUAGES = ("java", "javascript")
 MAX_NESTING = 4000  # tree-sitter crashed from about 10,000 on (8 MiB thread stack)

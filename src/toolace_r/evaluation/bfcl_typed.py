@@ -1,5 +1,7 @@
 """Java and JavaScript argument strings made values, as BFCL's type converters make them, in linear time.
 
+This module: the type tables, the scanning helper, Java's converter; JavaScript's is in bfcl_typed_js.py.
+
 In BFCL's simple_java and simple_javascript categories every argument is written as a string in the
 language's own syntax ("5L", "new int[]{1, 2}", "{key: 'v'}"); before the usual value checks, BFCL
 converts each one by the type its schema names (`java_value`, `js_value` here). A string that does not
@@ -36,14 +38,12 @@ JS_TYPES: dict[str, type] = {
 # Types whose schema names an element type that the conversion uses (BFCL's list).
 NESTED_TYPES = frozenset({"Array", "ArrayList", "array"})
 
-_INT = re.compile(r"^-?\d+$")
+INT_PATTERN = re.compile(r"^-?\d+$")
 _JAVA_FLOAT = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?[fF]$")
 _JAVA_DOUBLE = re.compile(r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$")
 _JAVA_LONG = re.compile(r"^-?\d+[lL]$")
 _F_SUFFIX = re.compile(r"[fF]$")
 _L_SUFFIX = re.compile(r"[lL]$")
-_JS_FLOAT = re.compile(r"^-?\d+(\.\d+)?$")
-_JS_BIGINT = re.compile(r"^-?\d+n$")
 
 # Deterministic prefixes (no choice the rest could undo); the lazy parts after them are scanned.
 _AL_ASLIST = re.compile(r"new\s+ArrayList<\w*>\(Arrays\.asList\(")
@@ -53,12 +53,9 @@ _ARRAY = re.compile(r"new\s+\w+\[\]\s*\{")
 _HASHMAP = re.compile(r"new\s+HashMap<")
 _HASHMAP_CLOSE = re.compile(r">\s*\(\)\s*\{")
 _HASHMAP_EMPTY_CLOSE = re.compile(r">\s*\(\)")
-_JS_ARRAY_1D = re.compile(r"\[(.*?)\]|\bnew\s+Array\((.*?)\)")  # anchored at 0: one linear scan
-_JS_NEW_ARRAY_2D = re.compile(r"\bnew\s+Array\(\s*\[")
-_JS_DICT = re.compile(r"\{(.*?)\}")
 
 
-class _Scan:
+class Scan:
     """A text with "where is the next X at or after k" answered from precomputed positions."""
 
     __slots__ = ("s", "n", "_found")
@@ -105,7 +102,7 @@ def java_value(value: str, type_name: str, nested: str | None = None) -> Any:
     if type_name not in JAVA_TYPES:
         raise ValueError(f"Unsupported type: {type_name}")
     if type_name in ("byte", "short", "integer"):
-        return int(value) if _INT.match(value) else str(value)
+        return int(value) if INT_PATTERN.match(value) else str(value)
     if type_name == "float":
         return float(_F_SUFFIX.sub("", value)) if _JAVA_FLOAT.match(value) else str(value)
     if type_name == "double":
@@ -137,10 +134,10 @@ def java_literal(text: str) -> Any:
         return int(text[:-1])
     if _JAVA_FLOAT.match(text):
         return float(_F_SUFFIX.sub("", text))
-    return _int_float_or_text(text)
+    return int_float_or_text(text)
 
 
-def _int_float_or_text(text: str) -> Any:
+def int_float_or_text(text: str) -> Any:
     try:
         return int(text)
     except ValueError:
@@ -157,7 +154,7 @@ def _java_element(text: str, nested: str | None, strip_quotes: bool) -> Any:
 
 
 def _java_arraylist(s: str, nested: str | None) -> Any:
-    scan = _Scan(s)
+    scan = Scan(s)
     group = _first_lazy(scan, _AL_ASLIST, "))", min_len=1)
     if group is not None:
         return [_java_element(e.strip(), nested, True) for e in group.split(",")]
@@ -170,14 +167,14 @@ def _java_arraylist(s: str, nested: str | None) -> Any:
 
 
 def _java_array(s: str, nested: str | None) -> Any:
-    group = _first_lazy(_Scan(s), _ARRAY, "}", min_len=0)
+    group = _first_lazy(Scan(s), _ARRAY, "}", min_len=0)
     if group is None:
         return s
     return [java_value(x.strip(), nested) if nested else java_literal(x.strip()) for x in group.split(",") if x.strip()]
 
 
 def _java_hashmap(s: str) -> Any:
-    scan = _Scan(s)
+    scan = Scan(s)
     group = _hashmap_group(scan)
     if group is not None:
         out: dict[str, Any] = {}
@@ -190,7 +187,7 @@ def _java_hashmap(s: str) -> Any:
     return s
 
 
-def _first_lazy(scan: _Scan, prefix: re.Pattern, stop: str, min_len: int) -> str | None:
+def _first_lazy(scan: Scan, prefix: re.Pattern, stop: str, min_len: int) -> str | None:
     """Group 1 of `prefix(.{min_len,}?)stop` searched leftmost-first, `.` without DOTALL: the first start
     whose shortest run up to `stop` holds no newline."""
     s, pos = scan.s, 0
@@ -207,7 +204,7 @@ def _first_lazy(scan: _Scan, prefix: re.Pattern, stop: str, min_len: int) -> str
         pos = m.start() + 1
 
 
-def _braces_group(scan: _Scan) -> str | None:
+def _braces_group(scan: Scan) -> str | None:
     """Group 1 of `new\\s+ArrayList<\\w*>\\(\\)\\s*\\{\\{\\s*(.+?)\\s*\\}\\}` (DOTALL), searched."""
     m = _AL_BRACES.search(scan.s)
     if m is None:
@@ -246,7 +243,7 @@ def _findall_add(s: str) -> list[str]:
     return out
 
 
-def _hashmap_group(scan: _Scan) -> str | None:
+def _hashmap_group(scan: Scan) -> str | None:
     """Group 1 of `new\\s+HashMap<.*?>\\s*\\(\\)\\s*\\{\\s*\\{?\\s*(.*?)\\s*\\}?\\s*\\}` (DOTALL), searched.
 
     Only the leftmost start can match (a later one's first fitting ">" would be the leftmost's too), and
@@ -275,7 +272,7 @@ def _hashmap_group(scan: _Scan) -> str | None:
     return s[k:e]
 
 
-def _hashmap_empty(scan: _Scan) -> bool:
+def _hashmap_empty(scan: Scan) -> bool:
     """Whether `new\\s+HashMap<.*?>\\s*\\(\\)` (no DOTALL) is found."""
     s = scan.s
     closers = [g for g in scan.positions(">") if _HASHMAP_EMPTY_CLOSE.match(s, g)]
@@ -296,7 +293,7 @@ def _hashmap_empty(scan: _Scan) -> bool:
 def _findall_put(s: str) -> list[tuple[str, str]]:
     """re.findall(r'put\\("(.*?)",\\s*(.*?)\\)', s): the key ends at the first '",' after which a value
     reaches a ")" on its line."""
-    scan = _Scan(s)
+    scan = Scan(s)
     good = []  # '",' positions after which the value part matches, with where the value starts and ends
     for q in scan.positions('",'):
         t = scan.skip_ws(q + 2)
@@ -317,195 +314,3 @@ def _findall_put(s: str) -> list[tuple[str, str]]:
             pos = r + 1
         else:
             pos = i + 1
-
-
-# --- JavaScript -----------------------------------------------------------------------------------
-
-def js_value(value: str, type_name: str, nested: str | None = None) -> Any:
-    """BFCL's JavaScript conversion of the argument string `value` for schema type `type_name` (element
-    type `nested` for arrays). Unknown types raise ValueError, as BFCL's do."""
-    if type_name not in JS_TYPES:
-        raise ValueError(f"Unsupported type: {type_name}")
-    if type_name == "String":
-        quoted = (value.startswith('"') and value.endswith('"')) or (value.startswith("'") and value.endswith("'"))
-        return value[1:-1] if quoted else str(value)
-    if type_name == "integer":
-        return int(value) if _INT.match(value) else str(value)
-    if type_name == "float":
-        return float(value) if _JS_FLOAT.match(value) else str(value)
-    if type_name == "Bigint":
-        return int(value[:-1]) if _JS_BIGINT.match(value) else str(value)
-    if type_name == "Boolean":
-        return value == "true" if value in ("true", "false") else str(value)
-    if type_name == "dict":
-        return _js_dict(value.strip())
-    if type_name == "array":
-        return _js_array(value.strip(), nested)
-    return str(value)  # any
-
-
-def js_literal(text: str) -> Any:
-    """A JavaScript literal whose type nobody gave: boolean, quoted string, then int, float, or the text."""
-    text = text.strip()
-    if text == "true":
-        return True
-    if text == "false":
-        return False
-    if (text.startswith('"') and text.endswith('"')) or (text.startswith("'") and text.endswith("'")):
-        return text[1:-1]
-    return _int_float_or_text(text)
-
-
-def _js_array(code: str, nested: str | None) -> Any:
-    try:
-        whole = _js_array_2d(code)
-        if whole is not None:
-            rows = []
-            for idx, inner in enumerate(_findall_brackets(whole)):
-                inner = inner.strip()
-                if idx == 0 and inner.startswith("["):
-                    inner = inner[1:]
-                rows.append([js_literal(e.strip()) for e in inner.split(",")])
-            return rows
-        m = _JS_ARRAY_1D.match(code)
-        if m is None:
-            return code
-        inside = m.group(1) if m.group(1) is not None else m.group(2)
-        inside = inside.strip() if inside is not None else ""
-        elements = inside.split(",") if inside else []
-        if not nested:
-            return [js_literal(e.strip()) for e in elements]
-        out = []
-        for e in elements:
-            e = e.strip()
-            out.append(js_value(e, nested, "String") if e.startswith(("'", '"')) else js_value(e, nested))
-        return out
-    except Exception:  # noqa: BLE001 - BFCL keeps the text on any failure inside an array
-        return code
-
-
-def _js_dict(code: str) -> Any:
-    if code == "{}":
-        return {}
-    m = _JS_DICT.match(code)
-    if m is None:
-        return code
-    try:
-        out: dict[str, Any] = {}
-        for key, value in _findall_pairs(m.group(1)):
-            key = key.strip().strip("'\"")
-            value = value.strip()
-            if value.startswith("[") and value.endswith("]"):
-                out[key] = _js_array(value.strip(), None)
-            elif value.startswith("{") and value.endswith("}"):
-                out[key] = _js_dict(value.strip())
-            else:
-                out[key] = js_literal(value.strip("'\""))
-        return out
-    except Exception:  # noqa: BLE001 - BFCL keeps the text on any failure inside a dict
-        return code
-
-
-def _js_array_2d(code: str) -> str | None:
-    """The whole match of BFCL's array-of-arrays pattern at the start of `code`, or None:
-    `\\[\\s*\\[.*?\\]\\s*(,\\s*\\[.*?\\]\\s*)*\\]` or the same inside `new Array( ... )`.
-
-    Backtracking tries, for each lazy `.*?\\]`, every later "]" on the line, and for each the rest:
-    exponential. The first success in that order is found by working from the right: for every "]"
-    the end of the first successful continuation after it (or None) is computed once."""
-    n = len(code)
-    if code.startswith("["):
-        first = 1
-        while first < n and code[first].isspace():
-            first += 1
-        if first >= n or code[first] != "[":
-            return None
-        start, last = first + 1, "]"
-    else:
-        m = _JS_NEW_ARRAY_2D.match(code)
-        if m is None:
-            return None
-        start, last = m.end(), ")"
-    skip = [n] * (n + 1)  # skip[k]: first non-space at or after k
-    newline = [n] * (n + 1)  # newline[k]: first "\n" at or after k
-    for k in range(n - 1, -1, -1):
-        skip[k] = skip[k + 1] if code[k].isspace() else k
-        newline[k] = k if code[k] == "\n" else newline[k + 1]
-    after = [None] * n  # after[r] for a "]" at r: the match end when the lazy part ends there, or None
-    good = [n] * (n + 1)  # good[k]: first "]" at or after k whose `after` is not None
-    for r in range(n - 1, -1, -1):
-        if code[r] == "]":
-            q = skip[r + 1]
-            end = None
-            if q < n and code[q] == ",":  # one more ", [ ... ]" first (greedy star), then the close
-                q2 = skip[q + 1]
-                if q2 < n and code[q2] == "[":
-                    r2 = good[q2 + 1]
-                    if r2 < n and newline[q2 + 1] > r2:
-                        end = after[r2]
-            if end is None and q < n and code[q] == last:
-                end = q + 1
-            after[r] = end
-        good[r] = r if code[r] == "]" and after[r] is not None else good[r + 1]
-    r = good[start] if start <= n else n
-    if r < n and newline[start] > r:
-        return code[:after[r]]
-    return None
-
-
-def _findall_brackets(s: str) -> list[str]:
-    """re.findall(r"\\[(.*?)\\]", s)."""
-    out, pos, last_close, n = [], 0, -1, len(s)
-    while pos < n:
-        i = s.find("[", pos)
-        if i < 0:
-            break
-        r = last_close if last_close >= i + 1 else s.find("]", i + 1)
-        if r < 0:
-            break
-        last_close = r
-        nl = s.find("\n", i + 1, r)
-        if nl >= 0:
-            pos = nl + 1
-            continue
-        out.append(s[i + 1:r])
-        pos = r + 1
-    return out
-
-
-def _findall_pairs(content: str) -> list[tuple[str, str]]:
-    """re.findall(r"([^:]+):\\s*(.*?)(?:,\\s*(?=[^,]+:)|$)", content) for a content without newlines
-    (it comes from `\\{(.*?)\\}`): a key runs to the next ":", its value to the first "," after which
-    (spaces skipped, or all but one) some ":" comes before any ",", else to the end."""
-    scan = _Scan(content)
-    s, n = content, len(content)
-
-    def colon_before_comma(a: int, b: int) -> bool:  # a ":" at >= a that comes before the first "," at >= b
-        c = scan.next(":", a)
-        comma = scan.next(",", b)
-        return c >= 0 and (comma < 0 or c < comma)
-
-    out, pos = [], 0
-    while pos < n:
-        c = scan.next(":", pos)
-        if c < 0:
-            break
-        if c == pos:
-            pos += 1
-            continue
-        v = scan.skip_ws(c + 1)
-        e, end = scan.next(",", v), n
-        while e >= 0:
-            t = scan.skip_ws(e + 1)
-            if colon_before_comma(t + 1, t):
-                end = t
-                break
-            if t > e + 1 and colon_before_comma(t, t):
-                end = t - 1
-                break
-            e = scan.next(",", e + 1)
-        if e < 0:
-            e = n
-        out.append((s[pos:c], s[v:e]))
-        pos = end
-    return out

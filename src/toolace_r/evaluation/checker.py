@@ -18,7 +18,7 @@ already-decoded calls) and returns a `Verdict`. Two ideas:
 
 BFCL's simple_java and simple_javascript are the same simple matcher on other values: the answer is read
 by the language's grammar and every argument string converted by its Java/JS type before the value
-rules (`bfcl_lang.py`, `bfcl_typed.py`; docs/bfcl.md#java-js).
+rules (`bfcl_lang.py`, `bfcl_typed.py`, `bfcl_typed_js.py`; docs/bfcl.md#java-js).
 
 Non-BFCL golds (kind "calls" from ToolACE/xLAM/jsonl) use the same value rules with an any-order
 match of the expected calls (BFCL's parallel matcher), since their categories say nothing about the

@@ -101,6 +101,29 @@ def _copy_installed_package(python: Path) -> None:
     shutil.copytree(source, Path(site) / "bfcl_eval", ignore=shutil.ignore_patterns("__pycache__"))
 
 
+def ensure_module(python: Path, name: str) -> None:
+    """Make the pure-Python package `name` importable in the official venv: BFCL's simulated MathAPI
+    needs mpmath, which --no-deps leaves out. The version the project venv holds, from PyPI, else copied."""
+    if subprocess.run([str(python), "-c", f"import {name}"], capture_output=True).returncode == 0:
+        return
+    try:
+        pinned = f"{name}=={importlib.metadata.version(name)}"
+    except importlib.metadata.PackageNotFoundError:
+        pinned = name
+    print(f"[bfcl-official] installing {pinned} into the official venv", file=sys.stderr)
+    pip = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps",
+                          "--disable-pip-version-check", pinned], capture_output=True, text=True)
+    if pip.returncode == 0:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"{name} is neither installable from PyPI nor installed in this environment")
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    shutil.copytree(Path(list(spec.submodule_search_locations)[0]), Path(site) / name,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+
+
 def run_worker(mode: str, cases: Path, out: Path, extra: list[str] | None = None,
                env: dict[str, str] | None = None) -> None:
     """Run the official worker in its venv: `mode` is "check" (verdicts), "time" (speed), "inline" or

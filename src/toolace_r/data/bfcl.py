@@ -3,7 +3,8 @@
 Source syntax: `bfcl:<category>[,<category>...][@<data dir>]`, e.g. `bfcl:simple_python,multiple` or
 `bfcl:parallel@tests/fixtures/bfcl`; `bfcl:all` (or `bfcl:python`) means the eleven scored
 single-turn Python categories, `bfcl:non_python` simple_java and simple_javascript, `bfcl:single_turn`
-all thirteen, and `bfcl:exec` the four executable ones. The data dir may also be passed as `data_dir=`; without
+all thirteen, and `bfcl:exec` the four executable ones. The multi-turn categories (`bfcl:multi_turn` for
+all four) are read by `bfcl_multi_turn.py`. The data dir may also be passed as `data_dir=`; without
 either, the wheel's `bfcl_eval/data` is found via importlib *without importing bfcl_eval* (importing
 it would pull its heavy pinned dependencies). A data dir has the wheel's layout:
 
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from toolace_r.calls import ToolCall
+from toolace_r.data.bfcl_multi_turn import MULTI_TURN_CATEGORIES, load_multi_turn
 from toolace_r.data.example import Example, Gold
 from toolace_r.data.records import check_example, count_lines, expect, read_json_file
 from toolace_r.jsonvalues import json_type
@@ -75,6 +77,7 @@ BFCL_GROUPS: dict[str, tuple[str, ...]] = {
     "non_python": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.python),
     "single_turn": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.unused),
     "exec": tuple(c for c in BFCL_CATEGORIES if c.startswith("exec_")),
+    "multi_turn": MULTI_TURN_CATEGORIES,
 }
 
 
@@ -105,7 +108,11 @@ def load_bfcl(spec: str, data_dir: str | Path | None = None) -> Iterator[Union[E
     if not root.is_dir():
         raise FileNotFoundError(f"BFCL data dir {str(root)!r} does not exist")
     for cat in _expand_categories(cats_text):
-        yield from _load_category(root, cat)
+        if cat in MULTI_TURN_CATEGORIES:
+            yield from load_multi_turn(root, cat, _versioned_or_fail(root, cat),
+                                       _versioned_or_fail(root / "possible_answer", cat))
+        else:
+            yield from _load_category(root, cat)
 
 
 def bfcl_categories(spec: str) -> list[str]:
@@ -121,8 +128,8 @@ def _expand_categories(text: str) -> list[str]:
     for name in names:
         group = BFCL_GROUPS.get(name, (name,))
         for cat in group:
-            if cat not in BFCL_CATEGORIES:
-                known = ", ".join([*BFCL_CATEGORIES, *BFCL_GROUPS])
+            if cat not in BFCL_CATEGORIES and cat not in MULTI_TURN_CATEGORIES:
+                known = ", ".join([*BFCL_CATEGORIES, *MULTI_TURN_CATEGORIES, *BFCL_GROUPS])
                 raise ValueError(f"unknown BFCL category {cat!r} (known: {known})")
             if cat not in out:
                 out.append(cat)
@@ -137,6 +144,13 @@ def _versioned(folder: Path, cat: str) -> Path | None:
             if m and int(m.group(1)) > best_v:
                 best, best_v = p, int(m.group(1))
     return best
+
+
+def _versioned_or_fail(folder: Path, cat: str) -> Path:
+    path = _versioned(folder, cat)
+    if path is None:
+        raise FileNotFoundError(f"no BFCL_v*_{cat}.json in {folder}")
+    return path
 
 
 def _question_file(root: Path, cat: str, required: bool = True) -> Path | None:

@@ -18,7 +18,7 @@ from typing import Any
 from toolace_r.calls import ToolCall
 from toolace_r.tools import Tool
 
-GOLD_KINDS = ("calls", "bfcl", "no_call", "any_call", "unscored")
+GOLD_KINDS = ("calls", "bfcl", "no_call", "any_call", "unscored", "multi_turn")
 
 
 @dataclass
@@ -30,12 +30,15 @@ class Gold:
     - "no_call": a non-call answer is right (irrelevance, missing parameters); `text` may hold the gold text.
     - "any_call": at least one call is right, arguments unchecked (BFCL live_relevance).
     - "unscored": no call-level gold exists (BFCL rest: the gold is an execution result, kept in metadata).
+    - "multi_turn": BFCL multi-turn; `turns` holds the ground-truth call strings, one list per user turn,
+                 scored by executing them (evaluation/multi_turn.py), so no single call list is "the" answer.
     """
 
     kind: str
     calls: list[ToolCall] | None = None
     bfcl: list[dict[str, Any]] | None = None
     text: str | None = None
+    turns: list[list[str]] | None = None
 
     def answer_calls(self, tools: list[Tool] | None = None) -> list[ToolCall] | None:
         """One concrete right answer as calls: [] for no_call, None where no single answer exists.
@@ -62,6 +65,9 @@ class Gold:
             return "any call"
         if self.kind == "unscored":
             return "unscored"
+        if self.kind == "multi_turn":
+            n = len(self.turns or [])
+            return f"multi-turn, {n} turn{'s' if n != 1 else ''}"
         calls = self.answer_calls() or []
         names = ", ".join(c.name for c in calls)
         prefix = "BFCL key, " if self.kind == "bfcl" else ""
@@ -73,6 +79,7 @@ class Gold:
             "calls": None if self.calls is None else [c.to_dict() for c in self.calls],
             "bfcl": self.bfcl,
             "text": self.text,
+            **({"turns": self.turns} if self.turns is not None else {}),
         }
 
     @classmethod
@@ -86,6 +93,7 @@ class Gold:
             calls=None if calls is None else [ToolCall(c["name"], dict(c.get("arguments") or {})) for c in calls],
             bfcl=d.get("bfcl"),
             text=d.get("text"),
+            turns=d.get("turns"),
         )
 
 
@@ -186,6 +194,8 @@ def call_shape(gold: Gold, n_tools: int) -> str:
     if gold.kind == "no_call" or calls == []:
         return "irrelevance"
     if calls is None:
+        if gold.kind == "multi_turn":
+            return "multi_turn"
         return "relevance" if gold.kind == "any_call" else "unscored"
     several_calls = len(calls) > 1
     several_tools = n_tools > 1

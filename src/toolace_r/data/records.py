@@ -259,7 +259,8 @@ def check_example(example: Example, where: str) -> Union[Example, DatasetError]:
     example that cannot be written must fail here, naming its line, not later in whatever writes it.
     """
     gold = example.gold
-    parts = (("gold", [None if gold.calls is None else [c.arguments for c in gold.calls], gold.bfcl, gold.text]),
+    parts = (("gold", [None if gold.calls is None else [c.arguments for c in gold.calls], gold.bfcl, gold.text,
+                       gold.turns]),
              ("metadata", example.metadata))
     for field, value in parts:
         problem = json_problem(value, MAX_DEPTH)

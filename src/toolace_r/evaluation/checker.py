@@ -45,6 +45,11 @@ ERROR_TYPES: dict[str, str] = {
     "no_call": "no call where one should be made (relevance)",
     "unscored": "the example has no call-level gold",
     "missing_prediction": "no prediction for this id",
+    # BFCL multi-turn (evaluation/multi_turn.py)
+    "force_terminated": "fewer or more turns answered than the conversation has",
+    "empty_turn": "no call in a turn where the ground truth makes calls",
+    "state_mismatch": "the simulated APIs' state after a turn differs from the ground truth's",
+    "response_mismatch": "a ground-truth call result is missing from the model's results",
 }
 
 # BFCL's own error_type strings -> our actionable kinds (prefix match on "type_error"/"value_error").
@@ -62,6 +67,10 @@ _COARSE: dict[str, str] = {
     "list_dict_checker:unclear": "value",
     "irrelevance_error:decoder_success": "unexpected_call",
     "relevance_error:decoder_failed": "no_call",
+    "multi_turn:force_terminated": "force_terminated",
+    "multi_turn:empty_turn_model_response": "empty_turn",
+    "multi_turn:instance_state_mismatch": "state_mismatch",
+    "multi_turn:execution_response_mismatch": "response_mismatch",
 }
 
 _CANNOT_MATCH = "parallel_function_checker_no_order:cannot_find_match"

@@ -34,7 +34,7 @@ from typing import Any, Iterator, Union
 from toolace_r.calls import ToolCall
 from toolace_r.data.bfcl_multi_turn import MULTI_TURN_CATEGORIES, load_multi_turn
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import check_example, count_lines, expect, read_json_file
+from toolace_r.data.records import count_lines, expect, join_by_id
 from toolace_r.jsonvalues import json_type
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.schema_check import validate
@@ -172,27 +172,9 @@ def _answer_file(root: Path, cat: str) -> Path:
 
 def _load_category(root: Path, cat: str) -> Iterator[Union[Example, DatasetError]]:
     info = BFCL_CATEGORIES[cat]
-    answers: dict[str, Any] = {}
-    if info.has_answers:
-        answer_path = _answer_file(root, cat)
-        for item in read_json_file(answer_path):
-            if isinstance(item, DatasetError):
-                yield item
-                continue
-            where, rec = item
-            try:
-                answers[str(expect(rec, "id", str, where))] = (where, rec)
-            except DatasetError as err:
-                yield err
-    for item in read_json_file(_question_file(root, cat)):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            yield check_example(_example(cat, info, where, rec, answers), where)
-        except DatasetError as err:
-            yield err
+    answers = _answer_file(root, cat) if info.has_answers else None
+    yield from join_by_id(_question_file(root, cat), answers,
+                          lambda where, rec, keyed: _example(cat, info, where, rec, keyed))
 
 
 def _example(cat: str, info: BfclCategory, where: str, rec: Any, answers: dict[str, Any]) -> Example:

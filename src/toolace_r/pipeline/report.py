@@ -6,6 +6,10 @@ configured goals, what broke) and report.png. Nothing here runs a model; rewriti
 
 `none` rows come from round 0 of the arm's first policy run: greedy round 0 is the same computation
 under every policy, so it is the single-pass result and its cost.
+
+Every comparison the verdicts rest on is also tested item by item (`paired_tests`, evaluation/stats.py):
+ToolACE-R against the control, each trained arm against the base model, each refinement policy against
+the same model's single pass. A verdict calls a lead a win only when it is significant (p < 0.05).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from typing import Any, Sequence
 
 from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import summary_name
+from toolace_r.evaluation.stats import ALPHA, RESAMPLES, SEED, paired_test
 from toolace_r.files import dumps, write_files
 
 # A row's summary of summaries: BFCL's (single-turn) `overall` when the held-out set covers all its
@@ -74,31 +79,76 @@ def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
 
 
 def item_verdicts(root: Path, arm: str, policy: str, first_policy: str, examples: Sequence[Any]) -> dict[str, bool]:
-    """Right or wrong per item under `policy` (`none`: round 0 of the arm's first policy run)."""
+    """Right or wrong per item under `policy` (`none`: round 0 of the arm's first policy run). Items the
+    benchmark cannot score are left out, as every accuracy in the report leaves them out."""
     run = first_policy if policy == "none" else policy
-    return {i: bool(v[0] if policy == "none" else v[-1]) for i, (_, v) in _traced(root, arm, run, examples).items()}
+    out = {}
+    for i, (_, v) in _traced(root, arm, run, examples).items():
+        verdict = v[0] if policy == "none" else v[-1]
+        if verdict is not None:
+            out[i] = bool(verdict)
+    return out
 
 
 def _traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list]]:
-    """id -> (trace, right or wrong after each round) for one evaluation run's traces."""
+    """id -> (trace, right or wrong after each round) for one evaluation run's traces, scored with the
+    parser the run's metrics were scored with (config.json `parse_format`: native answers decode so)."""
     from toolace_r.evaluation.rounds import round_verdicts
     from toolace_r.refine import read_traces
 
+    d = root / "eval" / arm / _slug(policy)
+    fmt = _load(d / "config.json").get("parse_format") if (d / "config.json").exists() else None
+    fmt = None if fmt in (None, "bfcl") else fmt
     by_id = {ex.id: ex for ex in examples}
-    return {t.id: (t, round_verdicts(by_id[t.id], t))
-            for t in read_traces(root / "eval" / arm / _slug(policy) / "traces.jsonl") if t.id in by_id}
+    return {t.id: (t, round_verdicts(by_id[t.id], t, fmt))
+            for t in read_traces(d / "traces.jsonl") if t.id in by_id}
 
 
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test on the items where two arms differ: p of a split at least this uneven
-    if either arm were as likely to win each item."""
-    from math import comb
+# paired_tests' kinds of comparison, as the report's table names them
+PAIRED_KINDS = {"toolace_r_vs_control": "ToolACE-R vs control", "arm_vs_base": "trained vs base",
+                "refinement_vs_single_pass": "refinement vs single pass"}
 
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    k = min(wins, losses)
-    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+def paired_tests(root: Path, grid: dict[str, dict[str, Any]], first_policy: dict[str, str], final_tr: str | None,
+                 examples: Sequence[Any], best: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """Item-by-item tests (evaluation/stats.py) of every comparison the report makes, A against B:
+    the last ToolACE-R model against the control (their best policies, `best`: arm -> policy, then each
+    shared policy), each trained arm against the base model under each shared policy, and each refinement
+    policy against the same arm's single pass. wins: items right for A only; losses: for B only."""
+    cache: dict[tuple[str, str], dict[str, bool]] = {}
+
+    def answers(arm: str, policy: str) -> dict[str, bool]:
+        if (arm, policy) not in cache:
+            cache[arm, policy] = item_verdicts(root, arm, policy, first_policy[arm], examples)
+        return cache[arm, policy]
+
+    pairs: list[tuple[str, str, str, str, str]] = []
+    if final_tr and "control" in grid:
+        if best:
+            pairs.append(("toolace_r_vs_control", final_tr, best[final_tr], "control", best["control"]))
+        pairs += [("toolace_r_vs_control", final_tr, p, "control", p) for p in grid[final_tr] if p in grid["control"]]
+    if "base" in grid:
+        pairs += [("arm_vs_base", arm, p, "base", p) for arm in grid if arm != "base" for p in grid[arm]
+                  if p in grid["base"]]
+    pairs += [("refinement_vs_single_pass", arm, p, arm, "none") for arm in grid for p in grid[arm]
+              if p != "none" and "none" in grid[arm]]
+    out, seen = [], set()
+    for kind, arm_a, pol_a, arm_b, pol_b in pairs:
+        if (arm_a, pol_a, arm_b, pol_b) in seen:
+            continue
+        seen.add((arm_a, pol_a, arm_b, pol_b))
+        t = paired_test(answers(arm_a, pol_a), answers(arm_b, pol_b), resamples=RESAMPLES, seed=SEED, alpha=ALPHA)
+        out.append({"kind": kind, "a": {"arm": arm_a, "policy": pol_a}, "b": {"arm": arm_b, "policy": pol_b},
+                    **t.to_dict(), "resamples": RESAMPLES, "seed": SEED, "alpha": ALPHA})
+    return out
+
+
+def find_test(tests: Sequence[dict[str, Any]], arm_a: str, pol_a: str, arm_b: str, pol_b: str) -> dict[str, Any] | None:
+    """The paired test of A against B in `tests`, or None."""
+    for t in tests:
+        if (t["a"]["arm"], t["a"]["policy"], t["b"]["arm"], t["b"]["policy"]) == (arm_a, pol_a, arm_b, pol_b):
+            return t
+    return None
 
 
 def transitions(root: Path, arm: str, policy: str, examples: Sequence[Any], limit: int = 8) -> dict[str, list]:
@@ -135,19 +185,15 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
     trained = [a for a in arms if a != "base"]
     final_tr = [a for a in trained if a.startswith("toolace_r@")]
     final_tr = final_tr[-1] if final_tr else None
+    first_policy: dict[str, str] = {}
     for arm in arms:
         policies = cfg.eval.base_policies if arm == "base" else \
             cfg.eval.policies if arm in (final_tr, "control") else cfg.eval.iteration_policies
         grid[arm] = policy_rows(root, arm, policies)
-    verdicts = _verdicts(grid, final_tr, cfg.goals)
-    if "toolace_r_vs_control" in verdicts:
-        v = verdicts["toolace_r_vs_control"]
-        firsts = {final_tr: cfg.eval.policies[0], "control": cfg.eval.policies[0]}
-        a = item_verdicts(root, final_tr, v["toolace_r"]["policy"], firsts[final_tr], examples)
-        b = item_verdicts(root, "control", v["control"]["policy"], firsts["control"], examples)
-        wins = sum(1 for i in a if a[i] and not b.get(i))
-        losses = sum(1 for i in a if b.get(i) and not a[i])
-        v["paired"] = {"toolace_r_only": wins, "control_only": losses, "sign_test_p": sign_test(wins, losses)}
+        first_policy[arm] = policies[0]
+    best = {arm: _best(grid, arm)[0] for arm in (final_tr, "control") if arm in grid}
+    tests = paired_tests(root, grid, first_policy, final_tr, examples, best if len(best) == 2 else None)
+    verdicts = _verdicts(grid, final_tr, cfg.goals, tests)
     flips = {}
     for arm in trained:
         for policy in grid[arm]:
@@ -164,6 +210,7 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         "stop_reason": summary.get("stop_reason"),
         "stages": stages,
         "verdicts": verdicts,
+        "paired_tests": tests,
         "transitions": flips,
     }
     control = root / "control" / "control.json"
@@ -191,29 +238,53 @@ def _checks_schema(policy: str) -> bool:
     return get_policy(policy).check
 
 
-def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, goals: Any) -> dict[str, Any]:
-    """The verdicts on `goals` (a pipeline.config.GoalsConfig) from the figures."""
+def _best(grid: dict[str, dict[str, dict[str, Any]]], arm: str) -> tuple[str, dict[str, Any]]:
+    """An arm's best policy and its row (ties: the single pass, then the first listed)."""
+    return max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))
+
+
+def _significance(test: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields a verdict takes from its paired test (None: no test, so nothing is significant)."""
+    if test is None:
+        return {"significant": None, "p_value": None, "paired": None}
+    return {"significant": test["p_value"] < test["alpha"], "p_value": test["p_value"], "paired": test}
+
+
+def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, goals: Any,
+              tests: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The verdicts on `goals` (a pipeline.config.GoalsConfig) from the figures and the paired tests.
+
+    `ahead` / `net` are the raw differences; `beats` / `net_gain` hold only when the paired test finds the
+    difference significant (p < alpha), so a lead of an item or two is never a win."""
     out: dict[str, Any] = {}
     if goals.beat_control and final_tr and "control" in grid:
-        best = lambda arm: max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))
-        tr_pol, tr = best(final_tr)
-        c_pol, c = best("control")
+        tr_pol, tr = _best(grid, final_tr)
+        c_pol, c = _best(grid, "control")
+        sig = _significance(find_test(tests, final_tr, tr_pol, "control", c_pol))
+        ahead = tr["accuracy"] > c["accuracy"]
         out["toolace_r_vs_control"] = {
             "toolace_r": {"arm": final_tr, "policy": tr_pol, "accuracy": tr["accuracy"], SUMMARY: tr[SUMMARY]},
             "control": {"policy": c_pol, "accuracy": c["accuracy"], SUMMARY: c[SUMMARY]},
             "same_policy": {p: {"toolace_r": grid[final_tr][p]["accuracy"], "control": grid["control"][p]["accuracy"]}
                             for p in grid[final_tr] if p in grid["control"]},
-            "beats": tr["accuracy"] > c["accuracy"],
+            "ahead": ahead, "behind": tr["accuracy"] < c["accuracy"],
+            "beats": bool(ahead and sig["significant"]), **sig,
         }
     if goals.refinement and final_tr:
         # One verdict per policy that stops by itself: `adaptive` is the paper's, `checked` ours.
         out["max_compute_ratio"] = goals.max_compute_ratio
-        out["refinement"] = {
-            policy: {"arm": final_tr, "policy": policy, "fixes": a["fixes"], "breaks": a["breaks"],
-                     "net": a["fixes"] - a["breaks"], "compute_ratio": a["compute_ratio"],
-                     "wall_ratio": a["wall_ratio"], "net_gain": a["fixes"] > a["breaks"],
-                     "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= goals.max_compute_ratio}
-            for policy, a in grid[final_tr].items() if _stops_itself(policy)}
+        out["refinement"] = {}
+        for policy, a in grid[final_tr].items():
+            if not _stops_itself(policy):
+                continue
+            sig = _significance(find_test(tests, final_tr, policy, final_tr, "none"))
+            net = a["fixes"] - a["breaks"]
+            out["refinement"][policy] = {
+                "arm": final_tr, "policy": policy, "fixes": a["fixes"], "breaks": a["breaks"], "net": net,
+                "compute_ratio": a["compute_ratio"], "wall_ratio": a["wall_ratio"],
+                "net_gain": bool(net > 0 and sig["significant"]), "net_loss": bool(net < 0 and sig["significant"]),
+                "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= goals.max_compute_ratio,
+                **sig}
     return out
 
 
@@ -300,25 +371,41 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## The goals", ""]
     if "toolace_r_vs_control" in v:
         t = v["toolace_r_vs_control"]
-        lines.append(f"- ToolACE-R ({t['toolace_r']['arm']}, best policy {t['toolace_r']['policy']}) "
-                     f"{_pct(t['toolace_r']['accuracy'])}% vs control (best policy {t['control']['policy']}) "
-                     f"{_pct(t['control']['accuracy'])}%: **{'beats' if t['beats'] else 'does not beat'}** the "
-                     "control. Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
-                                                          for p, x in t["same_policy"].items()) + ".")
-        if "paired" in t:
-            pr = t["paired"]
-            lines.append(f"  Item by item: {pr['toolace_r_only']} right only for ToolACE-R, {pr['control_only']} right "
-                         f"only for the control (two-sided sign test p = {pr['sign_test_p']:.2f}"
-                         f"{': not a significant difference' if pr['sign_test_p'] >= 0.05 else ''}).")
+        pr = t.get("paired")
+        if pr is None:  # a report written without item-by-item verdicts
+            word = "ahead of the control, not tested item by item" if t["ahead"] else "not ahead of the control"
+        elif t["significant"]:
+            word = "significantly beats the control" if t["ahead"] else "is significantly behind the control"
+        else:
+            word = "no detectable difference from the control"
+        line = (f"- ToolACE-R ({t['toolace_r']['arm']}, best policy {t['toolace_r']['policy']}) "
+                f"{_pct(t['toolace_r']['accuracy'])}% vs control (best policy {t['control']['policy']}) "
+                f"{_pct(t['control']['accuracy'])}%: **{word}**.")
+        if pr is not None:
+            line += (f" Item by item: {pr['wins']} right only for ToolACE-R, {pr['losses']} right only for the control "
+                     f"of {pr['items']} (exact McNemar p = {_pval(pr['p_value'])}; 95% paired bootstrap interval of "
+                     f"the difference {_ci(pr)} points).")
+        lines.append(line + " Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
+                                                         for p, x in t["same_policy"].items()) + ".")
     for a in v.get("refinement", {}).values():
         what = ("schema-checked adaptive refinement (ours: only answers that do not fit the tool list are refined, "
                 "and the refine turn says why)" if _checks_schema(a["policy"])
                 else "adaptive refinement (the paper's: every answer, no feedback)")
+        pr = a.get("paired")
+        if pr is None:
+            word, detail = ("a net gain, not tested item by item" if a["net"] > 0 else "no net gain"), ""
+        else:
+            word = "a significant net gain" if a["net_gain"] else "a significant net loss" if a["net_loss"] else \
+                "no detectable difference from the single pass"
+            detail = (f" (exact McNemar p = {_pval(pr['p_value'])} against the single pass; 95% interval of the "
+                      f"difference {_ci(pr)} points)")
         lines.append(f"- {what[0].upper() + what[1:]}, `{a['policy']}`, on {a['arm']}: {a['fixes']} fixes, "
-                     f"{a['breaks']} breaks (net {a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**;"
+                     f"{a['breaks']} breaks (net {a['net']:+d}): **{word}**{detail};"
                      f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x "
                      f"in wall time: **{'within' if a['within_cost'] else 'above'}** the {v['max_compute_ratio']:g}x "
                      "budget (tokens).")
+    if report.get("paired_tests"):
+        lines += _paired_table(report["paired_tests"])
     lines += ["", "## ToolACE-R iterations", "",
               "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
               "| steps | loss | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -350,6 +437,39 @@ def render_markdown(report: dict[str, Any]) -> str:
                     lines.append(f"- {kind} `{f['id']}` (round {f['round']}): `{_md(f['before'])}` → "
                                  f"`{_md(f['after'])}`")
     return "\n".join(lines) + "\n"
+
+
+def _pval(p: float) -> str:
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _points(x: float | None) -> str:
+    """A difference of accuracies in percentage points, signed."""
+    return "–" if x is None else f"{100 * x:+.1f}"
+
+
+def _ci(t: dict[str, Any]) -> str:
+    return "–" if t["ci_low"] is None else f"{_points(t['ci_low'])} to {_points(t['ci_high'])}"
+
+
+def _paired_table(tests: Sequence[dict[str, Any]]) -> list[str]:
+    """report.md's table of the paired tests, one row per comparison A vs B."""
+    t0 = tests[0]
+    lines = ["", "## Paired tests: item by item on the same held-out items", "",
+             f"A against B on the items both score. `A only` / `B only`: items right for one and wrong for the "
+             f"other (the only ones that tell them apart); p: exact two-sided McNemar test (binomial sign test on "
+             f"those items); interval: {t0['level']:.0%} paired bootstrap of accuracy(A) - accuracy(B), "
+             f"{t0['resamples']:,} resamples of the items, seed {t0['seed']}, in percentage points. "
+             f"`significant` only when p < {t0['alpha']:g}; with this many tests, about one in twenty "
+             "comparisons of equal models would still read significant (no correction is applied).", "",
+             "| comparison | A | B | items | both right | both wrong | A only | B only | A - B (points) | "
+             "95% interval | McNemar p | verdict |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for t in tests:
+        lines.append(f"| {PAIRED_KINDS.get(t['kind'], t['kind'])} | {t['a']['arm']} {t['a']['policy']} | "
+                     f"{t['b']['arm']} {t['b']['policy']} | {t['items']} | {t['both_right']} | {t['both_wrong']} | "
+                     f"{t['wins']} | {t['losses']} | {_points(t['difference'])} | {_ci(t)} | {_pval(t['p_value'])} | "
+                     f"{t['verdict']} |")
+    return lines
 
 
 def _md(text: str) -> str:

@@ -22,7 +22,7 @@ from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import summary_name
 from toolace_r.files import dumps, write_files
 
-from .paired import ci_text, find_test, item_verdicts, p_text, paired_table, paired_tests, traced
+from .paired import ci_text, find_test, p_text, paired_table, paired_tests, traced
 
 
 # A row's summary of summaries: BFCL's (single-turn) `overall` when the held-out set covers all its

@@ -62,6 +62,35 @@ def ensure_venv(version: str | None = None) -> Path:
     return python
 
 
+# What bfcl-eval 2026.3.23 pins for its Java/JavaScript parsers (used when its metadata is not readable here).
+TREE_SITTER_PINS = ("tree_sitter==0.21.3", "tree-sitter-java==0.21.0", "tree-sitter-javascript==0.21.4")
+
+
+def tree_sitter_pins() -> list[str]:
+    """bfcl-eval's own pins of tree-sitter and its Java/JavaScript grammars (its Requires-Dist)."""
+    try:
+        pins = [r.split(";")[0].strip() for r in importlib.metadata.requires("bfcl-eval") or []
+                if r.lower().replace("-", "_").startswith("tree_sitter")]
+    except importlib.metadata.PackageNotFoundError:
+        pins = []
+    return pins or list(TREE_SITTER_PINS)
+
+
+def ensure_tree_sitter(python: Path | None = None) -> Path:
+    """The official venv's python, with tree-sitter and the two grammars at bfcl-eval's pins installed
+    (its Java/JavaScript decoding needs them for real; the Python worker stubs them)."""
+    python = python or ensure_venv()
+    pins = tree_sitter_pins()
+    stamp = python.parent.parent / ".tree-sitter"
+    if stamp.exists() and stamp.read_text().split() == pins:
+        return python
+    print(f"[bfcl-official] installing {' '.join(pins)} into {python.parent.parent}", file=sys.stderr)
+    subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
+                    *pins], check=True)
+    stamp.write_text(" ".join(pins) + "\n")
+    return python
+
+
 def _copy_installed_package(python: Path) -> None:
     spec = importlib.util.find_spec("bfcl_eval")
     if spec is None or not spec.submodule_search_locations:
@@ -98,7 +127,14 @@ def ensure_module(python: Path, name: str) -> None:
 def run_worker(mode: str, cases: Path, out: Path, extra: list[str] | None = None,
                env: dict[str, str] | None = None) -> None:
     """Run the official worker in its venv: `mode` is "check" (verdicts), "time" (speed), "inline" or
-    "evaluate" (the official evaluator on a result folder); `env`: variables added for it."""
-    python = ensure_venv()
+    "evaluate" (the official evaluator on a result folder); `env`: variables added for it (with
+    REAL_TREE_SITTER set, the venv gets tree-sitter and the worker uses it: Java/JavaScript)."""
+    env = dict(env or {})
+    python = ensure_tree_sitter() if env.get(REAL_TREE_SITTER) else ensure_venv()
     cmd = [str(python), str(WORKER), mode, str(cases), str(out), *(extra or [])]
-    subprocess.run(cmd, check=True, env={**os.environ, **(env or {})})
+    subprocess.run(cmd, check=True, env={**os.environ, **env})
+
+
+# Set (to "1") in run_worker's env: the worker imports the real tree-sitter instead of its stand-in, so that
+# BFCL's Java/JavaScript decoding runs (see ensure_tree_sitter).
+REAL_TREE_SITTER = "BFCL_REAL_TREE_SITTER"

@@ -3,6 +3,7 @@
     python _bfcl_official_worker.py check CASES.jsonl OUT.jsonl
     python _bfcl_official_worker.py time  CASES.jsonl OUT.json [REPEATS]
     python _bfcl_official_worker.py inline CASES.jsonl OUT.jsonl   (cases carrying functions + key)
+    python _bfcl_official_worker.py leaderboard TABLES.json OUT.json   (BFCL's overall arithmetic)
     python _bfcl_official_worker.py evaluate RESULT_DIR OUT.json MODEL CATEGORIES
         (`bfcl evaluate --model MODEL --test-category CATEGORIES --result-dir RESULT_DIR --partial-eval`
         through its own entry point, eval_runner.main; OUT.json: the accuracy of each category's score
@@ -23,6 +24,7 @@ from __future__ import annotations
 import importlib.abc
 import importlib.machinery
 import json
+import os
 import sys
 import time
 import types
@@ -99,6 +101,10 @@ class _StubFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         module.__path__ = []
 
 
+# Java/JavaScript categories need the real parsers (_bfcl_official.ensure_tree_sitter installs them).
+if os.environ.get("BFCL_REAL_TREE_SITTER"):
+    STUBBED -= {"tree_sitter", "tree_sitter_java", "tree_sitter_javascript"}
+
 sys.meta_path.insert(0, _StubFinder())
 
 # overrides decorates the handlers' methods (decode_ast...): its decorators must hand them back unchanged,
@@ -162,17 +168,29 @@ def load_category(category):
     return {p["id"]: (p, a["ground_truth"]) for p, a in zip(prompts, answers)}
 
 
+def _language(category):
+    """(Language, ReturnFormat) of a category, as the official ast_file_runner picks them."""
+    from bfcl_eval.utils import is_java, is_js
+
+    if is_java(category):
+        return Language.JAVA, ReturnFormat.JAVA
+    if is_js(category):
+        return Language.JAVASCRIPT, ReturnFormat.JAVASCRIPT
+    return Language.PYTHON, ReturnFormat.PYTHON
+
+
 def evaluate(case_id, category, result, prompt, key):
     if _is_relevance(category):
         return eval_runner._evaluate_single_relevance_entry(HANDLER, case_id, result, prompt, MODEL_NAME, category)
+    language, return_format = _language(category)
     return eval_runner._evaluate_single_ast_entry(
         HANDLER, case_id, result, key, prompt, MODEL_NAME, category,
-        language=Language.PYTHON, return_format=ReturnFormat.PYTHON, has_tool_call_tag=False)
+        language=language, return_format=return_format, has_tool_call_tag=False)
 
 
-def _decoded(result):
+def _decoded(result, category=""):
     try:
-        return repr(default_decode_ast_prompting(result))
+        return repr(default_decode_ast_prompting(result, _language(category)[1]))
     except Exception as exc:  # noqa: BLE001 - any decode failure is data here
         return f"<decode error {type(exc).__name__}: {exc}>"
 
@@ -189,6 +207,31 @@ def _data_for(cases):
     return data
 
 
+class _CaseTimeout(Exception):
+    pass
+
+
+def _with_time_limit(fn, *args):
+    """fn(*args), stopped after BFCL_CASE_TIMEOUT seconds (unset: no limit). BFCL's Java/JS converters
+    backtrack exponentially on some unclosed arrays; such a case is reported as the crash "timeout"."""
+    import signal
+
+    limit = float(os.environ.get("BFCL_CASE_TIMEOUT") or 0)
+    if not limit:
+        return fn(*args)
+
+    def stop(*_):
+        raise _CaseTimeout()
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        return fn(*args)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 def cmd_check(cases_path, out_path):
     cases = _read_cases(cases_path)
     data = _data_for(cases)
@@ -197,11 +240,13 @@ def cmd_check(cases_path, out_path):
             cat = case["category"]
             prompt, key = data[cat][case["id"]]
             row = {"case": case["case"], "valid": None, "error_type": None, "crash": None,
-                   "decoded": _decoded(case["result"])}
+                   "decoded": _decoded(case["result"], cat)}
             try:
-                verdict = evaluate(case["id"], cat, case["result"], prompt, key)
+                verdict = _with_time_limit(evaluate, case["id"], cat, case["result"], prompt, key)
                 row["valid"] = bool(verdict["valid"])
                 row["error_type"] = verdict.get("error_type")
+            except _CaseTimeout:
+                row["crash"] = "timeout"
             except Exception as exc:  # noqa: BLE001 - the official checker crashing is a finding
                 row["crash"] = f"{type(exc).__name__}: {exc}"
             out.write(json.dumps(row) + "\n")
@@ -213,11 +258,14 @@ def cmd_inline(cases_path, out_path):
         for case in _read_cases(cases_path):
             prompt = {"id": case["case"], "function": case["functions"]}
             row = {"case": case["case"], "valid": None, "error_type": None, "crash": None,
-                   "decoded": _decoded(case["result"])}
+                   "decoded": _decoded(case["result"], case["category"])}
             try:
-                verdict = evaluate(case["case"], case["category"], case["result"], prompt, case["truth"])
+                verdict = _with_time_limit(evaluate, case["case"], case["category"], case["result"], prompt,
+                                           case["truth"])
                 row["valid"] = bool(verdict["valid"])
                 row["error_type"] = verdict.get("error_type")
+            except _CaseTimeout:
+                row["crash"] = "timeout"
             except Exception as exc:  # noqa: BLE001
                 row["crash"] = f"{type(exc).__name__}: {exc}"
             out.write(json.dumps(row) + "\n")
@@ -272,9 +320,54 @@ def cmd_evaluate(result_dir, out_path, model, categories):
         json.dump({"scores": scores, "crash": crash}, out, indent=1)
 
 
+def cmd_leaderboard(in_path, out_path):
+    """BFCL's leaderboard arithmetic on hand-built category scores. IN: {"tables": [{category: [correct,
+    total]}]}; OUT: per table, V4's overall and its five parts as generate_leaderboard_csv computes
+    them (its weighted call captured), and V3's overall composed from the same helper functions the
+    way BFCL's V3 release composed them (that release's helper is not in this package)."""
+    from bfcl_eval.eval_checker import eval_runner_helper as helper
+
+    tables = json.loads(open(in_path, encoding="utf-8").read())["tables"]
+    results = []
+    for table in tables:
+        scores = {cat: {"accuracy": c / t, "total_count": t} for cat, (c, t) in table.items()}
+        captured = {}
+        real = helper.calculate_percentage_weighted_accuracy
+
+        def capture(parts, weights, display_na_if_category_missing=True):
+            out = real(parts, weights, display_na_if_category_missing)
+            captured["parts"] = [p["accuracy"] for p in parts]
+            captured["overall"] = out["accuracy"]
+            return out
+
+        helper.calculate_percentage_weighted_accuracy = capture
+        helper.write_score_csv_file = lambda **kwargs: None
+        try:
+            helper.generate_leaderboard_csv({MODEL_NAME: {k: dict(v) for k, v in scores.items()}}, "/nonexistent")
+        except Exception as exc:  # noqa: BLE001 - what follows the computation (CSV, wandb) may need stubbed modules
+            captured.setdefault("after", f"{type(exc).__name__}: {exc}")
+        finally:
+            helper.calculate_percentage_weighted_accuracy = real
+        u, w = helper.calculate_unweighted_accuracy, helper.calculate_weighted_accuracy
+        g = {k: {**v, "display_accuracy": v["accuracy"]} for k, v in scores.items()}
+        simple = u([g["simple_python"], g["simple_java"], g["simple_javascript"]])
+        non_live = u([simple, g["multiple"], g["parallel"], g["parallel_multiple"], g["irrelevance"]], False)
+        live = w([g[c] for c in ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
+                                  "live_irrelevance", "live_relevance")], False)
+        multi = u([g[c] for c in ("multi_turn_base", "multi_turn_miss_func", "multi_turn_miss_param",
+                                   "multi_turn_long_context")], False)
+        v3 = u([live, non_live, multi], False)
+        results.append({"v4": captured, "v3": {"overall": v3["accuracy"],
+                                               "parts": [live["accuracy"], non_live["accuracy"], multi["accuracy"]]}})
+    with open(out_path, "w") as out:
+        json.dump({"results": results}, out, indent=1)
+
+
 if __name__ == "__main__":
     mode, cases_arg, out_arg = sys.argv[1:4]
-    if mode == "evaluate":
+    if mode == "leaderboard":
+        cmd_leaderboard(cases_arg, out_arg)
+    elif mode == "evaluate":
         cmd_evaluate(cases_arg, out_arg, sys.argv[4], sys.argv[5])
     elif mode == "check":
         cmd_check(cases_arg, out_arg)
@@ -283,4 +376,4 @@ if __name__ == "__main__":
     elif mode == "time":
         cmd_time(cases_arg, out_arg, int(sys.argv[4]) if len(sys.argv) > 4 else 3)
     else:
-        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time, evaluate)")
+        raise SystemExit(f"unknown mode {mode!r} (known: check, inline, time, evaluate, leaderboard)")

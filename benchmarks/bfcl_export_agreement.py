@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bfcl_export_agreement.py [--quick] [--categories a,b] [--limit N] [--seed 0]
 
-1. Builds one prediction per item of BFCL's single-turn Python categories from its own data
-   (_bfcl_official_cases.py): half the items (alternating) a gold answer rendered pythonic, the rest
+1. Builds one prediction per item of BFCL's single-turn categories from its own data
+   (_bfcl_official_cases.py; _bfcl_java_js_cases.py for simple_java and simple_javascript): half the items (alternating) a gold answer rendered pythonic, the rest
    a perturbed, mostly wrong answer; relevance items a refusal or a call.
 2. Scores them with `toolace-r eval --predictions ... --export-bfcl DIR` (our scores, and the export).
 3. Runs the official evaluator on DIR in bfcl-eval's own venv (_bfcl_official.py; its entry point
@@ -25,16 +25,22 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import _bfcl_java_js_cases as java_js_cases  # noqa: E402
 import _bfcl_official as official  # noqa: E402
 import _bfcl_official_cases as cases_mod  # noqa: E402
 
-CATEGORIES = cases_mod.AST_CATEGORIES + cases_mod.RELEVANCE_CATEGORIES
+CATEGORIES = cases_mod.AST_CATEGORIES + java_js_cases.CATEGORIES + cases_mod.RELEVANCE_CATEGORIES
 MODEL = "Team-ACE/ToolACE-2-8B"  # evaluation/bfcl_export.py: a prompt-mode entry of BFCL's model config
 
 
 def predictions(categories: list[str], limit: int | None, seed: int) -> list[dict]:
     """One {"id", "category", "kind", "result"} per item: gold for even items, a perturbation for odd."""
-    cases = cases_mod.generate(tuple(categories), per_item=4, seed=seed, limit=limit)
+    python = tuple(c for c in categories if c not in java_js_cases.CATEGORIES)
+    java_js = tuple(c for c in categories if c in java_js_cases.CATEGORIES)
+    cases = cases_mod.generate(python, per_item=4, seed=seed, limit=limit) if python else []
+    if java_js:  # written as Java/JavaScript source (their golds are not pythonic)
+        cases += [c for c in java_js_cases.generate(java_js, per_item=4, seed=seed, limit=limit)
+                  if c["kind"] != "handmade"]
     by_id: dict[str, list[dict]] = {}
     for case in cases:
         by_id.setdefault(case["id"], []).append(case)
@@ -48,7 +54,8 @@ def predictions(categories: list[str], limit: int | None, seed: int) -> list[dic
     # An item the generator made nothing for (a relevance item without functions): a refusal, so that
     # every item has a prediction and both sides score the same set.
     for cat in categories:
-        for item in cases_mod.load_items(cat)[:limit]:
+        load_items = java_js_cases.load_items if cat in java_js_cases.CATEGORIES else cases_mod.load_items
+        for item in load_items(cat)[:limit]:
             if item["id"] not in by_id:
                 out.append({"id": item["id"], "category": cat, "kind": "refusal",
                             "result": "None of the functions can answer this."})
@@ -90,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     our_valid = {r["id"]: r["valid"] for r in map(json.loads, (ours_dir / "results.jsonl").read_text().splitlines())}
 
     official_out = work / "official.json"
-    official.run_worker("evaluate", export, official_out, [MODEL, ",".join(categories)],
-                        env={"BFCL_PROJECT_ROOT": str(work / "bfcl_root")})
+    env = {"BFCL_PROJECT_ROOT": str(work / "bfcl_root")}
+    if any(c in java_js_cases.CATEGORIES for c in categories):  # BFCL decodes those with tree-sitter
+        env[official.REAL_TREE_SITTER] = "1"
+    official.run_worker("evaluate", export, official_out, [MODEL, ",".join(categories)], env=env)
     theirs = json.loads(official_out.read_text())
     if theirs["crash"]:
         print(f"(official evaluator, after scoring: {theirs['crash']})")

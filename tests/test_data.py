@@ -208,7 +208,7 @@ def test_bfcl_errors():
 # --- BFCL from the installed wheel ----------------------------------------------------------------------
 
 WHEEL_COUNTS = {
-    "simple_python": 400, "multiple": 200, "parallel": 200, "parallel_multiple": 200, "irrelevance": 240,
+    "simple_python": 400, "simple_java": 100, "simple_javascript": 50, "multiple": 200, "parallel": 200, "parallel_multiple": 200, "irrelevance": 240,
     "live_simple": 258, "live_multiple": 1053, "live_parallel": 16, "live_parallel_multiple": 24,
     "live_irrelevance": 884, "live_relevance": 16, "exec_simple": 100, "exec_multiple": 50, "exec_parallel": 50,
     "exec_parallel_multiple": 40, "sql": 100, "rest": 70,
@@ -227,7 +227,10 @@ def test_installed_bfcl_counts_and_gold_kinds():
         assert all(e.messages and e.messages[-1]["role"] == "user" for e in ex), cat
         # four live_irrelevance items offer no tools at all; every other item offers some
         assert all(e.tools for e in ex if cat != "live_irrelevance"), cat
-    assert len(load("bfcl:all")) == sum(WHEEL_COUNTS[c] for c in list(WHEEL_COUNTS)[:11])
+    python = [c for c in list(WHEEL_COUNTS)[:13] if c not in ("simple_java", "simple_javascript")]
+    assert len(load("bfcl:all")) == len(load("bfcl:python")) == sum(WHEEL_COUNTS[c] for c in python)
+    assert len(load("bfcl:non_python")) == 150
+    assert len(load("bfcl:single_turn")) == sum(WHEEL_COUNTS[c] for c in list(WHEEL_COUNTS)[:13])
     assert len(load("bfcl:simple_python,multiple", limit=450)) == 450
 
 

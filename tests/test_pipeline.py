@@ -17,7 +17,6 @@ from toolace_r.engines import Engine, GenerationResult
 from toolace_r.engines.base import Completion
 from toolace_r.data.select import benchmark_slice
 from toolace_r.pipeline import PipelineConfig, run_pipeline
-from toolace_r.pipeline.report import sign_test
 from toolace_r.pipeline.control import control_corpus
 from toolace_r.training.sft import row_tokens
 from toolace_r.training.difficulty import gold_target
@@ -118,17 +117,20 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert tr["adaptive"]["compute_ratio"] == pytest.approx((3 + 2 + 2) / 3)
 
     v = report["verdicts"]
-    assert v["toolace_r_vs_control"]["beats"] is True
+    # ahead by one item of 3: not a significant difference, so neither a win nor a net gain
+    assert v["toolace_r_vs_control"]["ahead"] is True and v["toolace_r_vs_control"]["beats"] is False
     assert v["toolace_r_vs_control"]["toolace_r"]["policy"] == "adaptive"
-    assert v["toolace_r_vs_control"]["paired"] == {"toolace_r_only": 1, "control_only": 0, "sign_test_p": 1.0}
-    assert v["refinement"]["adaptive"]["net"] == 1 and v["refinement"]["adaptive"]["net_gain"] is True
+    paired = v["toolace_r_vs_control"]["paired"]
+    assert (paired["wins"], paired["losses"], paired["p_value"]) == (1, 0, 1.0)
+    assert paired["verdict"] == "no detectable difference" and paired in report["paired_tests"]
+    assert v["refinement"]["adaptive"]["net"] == 1 and v["refinement"]["adaptive"]["net_gain"] is False
     assert v["refinement"]["adaptive"]["within_cost"] is False  # 2.33x > 1.5x: stated, not hidden
     # checked refines only the answer that calls an unknown tool: the fix stays, the control's right
     # answer is never put up for refinement (no break), and only one item pays for a second round
     assert (tr["checked"]["fixes"], tr["checked"]["breaks"]) == (1, 0)
     assert (control["checked"]["fixes"], control["checked"]["breaks"]) == (0, 0)
     assert tr["checked"]["compute_ratio"] == pytest.approx((2 + 1 + 1) / 3)
-    assert v["refinement"]["checked"]["net_gain"] is True and v["refinement"]["checked"]["within_cost"] is True
+    assert v["refinement"]["checked"]["net"] == 1 and v["refinement"]["checked"]["within_cost"] is True
     md = (out / "report.md").read_text()
     assert "Schema-checked adaptive refinement (ours" in md and "Adaptive refinement (the paper's" in md
     assert report["transitions"]["control, adaptive"]["broke"][0]["after"] == "[wrong_tool(y=2)]"
@@ -143,7 +145,8 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert {r["kind"] for r in _rows(out / "control" / "corpus.jsonl")} == {"sft"}
 
     md = (out / "report.md").read_text()
-    assert "| toolace_r@1 | adaptive |" in md and "**beats**" in md and "**a net gain**" in md
+    assert "| toolace_r@1 | adaptive |" in md and "**no detectable difference from the control**" in md
+    assert "**no detectable difference from the single pass**" in md and "| ToolACE-R vs control |" in md
     assert f"Training pool (`training.data.train`): no BFCL category; also `jsonl:{data}`." in md
     assert report["pool"]["overlap"] == [] and report["pool"]["held_out_categories"] == CATS.split(",")
     assert (out / "report.png").stat().st_size > 1000
@@ -212,13 +215,6 @@ def test_real_engines_rerun_gives_identical_results(tiny_model_dir, data, tmp_pa
     assert set(g1) == {"base", "toolace_r@0", "control"}
 
 
-def test_sign_test_is_exact_and_two_sided():
-    assert sign_test(0, 0) == 1.0 and sign_test(3, 3) == 1.0
-    assert sign_test(8, 1) == pytest.approx(2 * (1 + 9) / 2 ** 9)  # 0.039
-    assert sign_test(1, 8) == sign_test(8, 1)
-    assert sign_test(5, 0) == pytest.approx(2 / 32)
-
-
 def test_report_says_whether_pool_and_held_out_categories_are_disjoint(tmp_path):
     from toolace_r.pipeline.report import pool_vs_held_out, render_markdown
 
@@ -243,3 +239,140 @@ def test_pipeline_without_a_pool_fails_before_any_model_runs(tmp_path):
     with pytest.raises(ValueError, match=r"training\.data\.train is not set.*toolace:.*xlam:"):
         run_pipeline(cfg, tmp_path / "demo", echo=lambda s: None)
     assert not (tmp_path / "demo").exists()
+
+
+# ---- the report from hand-built stage files (no model runs) ----
+
+REPORT_CATS = "simple_python,multiple,irrelevance"
+REPORT_ITEMS = benchmark_slice("bfcl", REPORT_CATS, limit=4)  # 12 items
+REPORT_GOLD = {ex.id: gold_target(ex, "No function fits.") for ex in REPORT_ITEMS}
+PROSE, WRONG = "I cannot help with that.", "[wrong_tool(x=1)]"
+
+
+def _scripted_answer(arm: str, item: str, rnd: int) -> str:
+    """base: prose everywhere (right on irrelevance only). toolace_r@0: calls right on simple only.
+    toolace_r@1: right everywhere except the first simple item, which refinement fixes in round 1.
+    control: simple right, multiple wrong, a call on irrelevance (wrong)."""
+    irrelevance, simple = item.startswith("irrelevance"), item.startswith("simple")
+    if arm == "base":
+        return PROSE
+    if arm == "toolace_r@0":
+        return PROSE if irrelevance else REPORT_GOLD[item] if simple else WRONG
+    if arm == "toolace_r@1":
+        if irrelevance:
+            return PROSE
+        return WRONG if item == REPORT_ITEMS[0].id and rnd == 0 else REPORT_GOLD[item]
+    return REPORT_GOLD[item] if simple else WRONG
+
+
+def _write_eval(root: Path, arm: str, policy: str) -> None:
+    """eval/<arm>/<policy>/ as the pipeline's eval stage writes it, from scripted answers."""
+    from toolace_r.calls import parse
+    from toolace_r.evaluation.rounds import write_refine_outputs
+    from toolace_r.refine import RefineConfig, RefineResult, Round, Trace
+
+    traces = []
+    for ex in REPORT_ITEMS:
+        answers = [_scripted_answer(arm, ex.id, 0)]
+        while len(answers) < 4:  # refine until the answer repeats (checked: only a wrong answer is refined)
+            if policy == "checked" and answers[-1] != WRONG:
+                break
+            answers.append(_scripted_answer(arm, ex.id, len(answers)))
+            if answers[-1] == answers[-2]:
+                break
+        rounds = [Round(i, a, parse(a), a, prompt_tokens=100, completion_tokens=10) for i, a in enumerate(answers)]
+        traces.append(Trace(ex.id, rounds, "converged" if len(rounds) > 1 else "checked"))
+    n = max(len(t.rounds) for t in traces)
+    result = RefineResult(traces, RefineConfig.from_options(policy), round_seconds=[1.0] * n, seconds=float(n))
+    write_refine_outputs(REPORT_ITEMS, result, root / "eval" / arm / policy.replace(":", "_"),
+                         {"arm": arm, "policy": policy}, "bfcl")
+
+
+def _report_from_files(tmp_path):
+    from toolace_r.pipeline.report import write_report
+
+    cfg = load_config(PipelineConfig, None, [
+        "model=m", "training.data.train=jsonl:x.jsonl", f"eval.categories={REPORT_CATS}", "eval.limit=4",
+        "eval.base_policies=[adaptive]", "eval.iteration_policies=[adaptive]", "eval.policies=[adaptive, checked]"])
+    root = tmp_path / "demo"
+    arms = {"base": "b", "toolace_r@0": "t0", "toolace_r@1": "t1", "control": "c"}
+    for arm in arms:
+        for policy in (["adaptive"] if arm in ("base", "toolace_r@0") else ["adaptive", "checked"]):
+            _write_eval(root, arm, policy)
+    return root, write_report(root, cfg, arms, REPORT_ITEMS, {"iterations": []}, {})
+
+
+def test_report_tests_every_comparison_item_by_item(tmp_path):
+    root, report = _report_from_files(tmp_path)
+    grid = report["grid"]
+    assert grid["toolace_r@1"]["none"]["correct"] == 11 and grid["toolace_r@1"]["adaptive"]["correct"] == 12
+    assert grid["control"]["none"]["correct"] == 4 and grid["base"]["none"]["correct"] == 4
+    tests = {(t["a"]["arm"], t["a"]["policy"], t["b"]["arm"], t["b"]["policy"]): t for t in report["paired_tests"]}
+    # ToolACE-R's best (adaptive, 12/12) against the control's best (none, 4/12): 8 to 0, p = 2 / 2^8
+    best = tests["toolace_r@1", "adaptive", "control", "none"]
+    assert best["kind"] == "toolace_r_vs_control" and report["paired_tests"][0] is best
+    assert (best["items"], best["both_right"], best["both_wrong"], best["wins"], best["losses"]) == (12, 4, 0, 8, 0)
+    assert best["p_value"] == pytest.approx(2 / 2 ** 8) and best["verdict"] == "significant"
+    assert best["difference"] == pytest.approx(8 / 12) and best["ci_low"] <= best["difference"] <= best["ci_high"]
+    # the same policy on both, each trained arm against the base model, each policy against its single pass
+    assert {k for k, t in tests.items() if t["kind"] == "toolace_r_vs_control"} == {
+        ("toolace_r@1", p, "control", q) for p, q in
+        [("adaptive", "none"), ("none", "none"), ("adaptive", "adaptive"), ("checked", "checked")]}
+    assert {k for k, t in tests.items() if t["kind"] == "arm_vs_base"} == {
+        (arm, p, "base", p) for arm in ("toolace_r@0", "toolace_r@1", "control") for p in ("none", "adaptive")}
+    assert {k for k, t in tests.items() if t["kind"] == "refinement_vs_single_pass"} == {
+        ("base", "adaptive", "base", "none"), ("toolace_r@0", "adaptive", "toolace_r@0", "none"),
+        *((arm, p, arm, "none") for arm in ("toolace_r@1", "control") for p in ("adaptive", "checked"))}
+    # control vs base: 4 right each on different items: 4 to 4, p = 1
+    c = tests["control", "none", "base", "none"]
+    assert (c["wins"], c["losses"], c["p_value"], c["verdict"]) == (4, 4, 1.0, "no detectable difference")
+    # toolace_r@1 single pass vs base: 7 to 0, p = 2 / 2^7
+    assert tests["toolace_r@1", "none", "base", "none"]["p_value"] == pytest.approx(2 / 128)
+    # refinement fixes one answer and breaks none: net +1, but no detectable difference (p = 1)
+    r = tests["toolace_r@1", "adaptive", "toolace_r@1", "none"]
+    assert (r["wins"], r["losses"], r["p_value"], r["verdict"]) == (1, 0, 1.0, "no detectable difference")
+
+    v = report["verdicts"]
+    t = v["toolace_r_vs_control"]
+    assert t["beats"] is True and t["significant"] is True and t["paired"] == best
+    ref = v["refinement"]["adaptive"]
+    assert (ref["fixes"], ref["breaks"], ref["net"]) == (1, 0, 1)
+    assert ref["net_gain"] is False and ref["significant"] is False and ref["paired"] == r
+    assert v["refinement"]["checked"]["net"] == 1 and v["refinement"]["checked"]["net_gain"] is False
+
+    md = (root / "report.md").read_text()
+    assert "**significantly beats the control**" in md and "8 right only for ToolACE-R, 0 right only" in md
+    assert "(net +1): **no detectable difference from the single pass** (exact McNemar p = 1.000" in md
+    assert "**a net gain**" not in md and "**beats**" not in md
+    assert "## Paired tests: item by item on the same held-out items" in md
+    assert ("| ToolACE-R vs control | toolace_r@1 adaptive | control none | 12 | 4 | 0 | 8 | 0 | +66.7 | "
+            f"{100 * best['ci_low']:+.1f} to {100 * best['ci_high']:+.1f} | 0.008 | significant |") in md
+    assert "| trained vs base | control none | base none | 12 | 0 | 4 | 4 | 4 | +0.0 |" in md
+    on_disk = json.loads((root / "report.json").read_text())
+    assert on_disk["paired_tests"] == json.loads(json.dumps(report["paired_tests"]))
+
+
+def test_report_verdicts_never_call_a_small_lead_a_win(tmp_path):
+    from toolace_r.pipeline.config import GoalsConfig
+    from toolace_r.pipeline.report import _verdicts, render_markdown
+
+    # one item ahead of 40 (3 to 2 discordant): the accuracies differ, the verdict is no difference
+    row = {"accuracy": 0.25, "summary": 0.25, "fixes": 2, "breaks": 1, "compute_ratio": 1.2, "wall_ratio": 1.5}
+    grid = {"toolace_r@1": {"none": row, "adaptive": {**row, "accuracy": 0.275}},
+            "control": {"none": {**row, "accuracy": 0.25}}}
+    test = lambda a, pa, b, pb, w, l: {"kind": "x", "a": {"arm": a, "policy": pa}, "b": {"arm": b, "policy": pb},
+                                       "items": 40, "both_right": 8, "both_wrong": 40 - 8 - w - l, "wins": w,
+                                       "losses": l, "difference": (w - l) / 40, "p_value": 1.0, "ci_low": -0.1,
+                                       "ci_high": 0.125, "level": 0.95, "verdict": "no detectable difference",
+                                       "resamples": 10000, "seed": 0, "alpha": 0.05}
+    tests = [test("toolace_r@1", "adaptive", "control", "none", 3, 2),
+             test("toolace_r@1", "adaptive", "toolace_r@1", "none", 2, 1)]
+    v = _verdicts(grid, "toolace_r@1", GoalsConfig(), tests)
+    assert v["toolace_r_vs_control"]["ahead"] is True and v["toolace_r_vs_control"]["beats"] is False
+    assert v["refinement"]["adaptive"]["net"] == 1 and v["refinement"]["adaptive"]["net_gain"] is False
+    report = {"model": "m", "held_out": {"items": 40, "categories": "c", "limit_per_category": 8}, "grid": {},
+              "verdicts": v, "iterations": [], "stages": {}, "transitions": {}, "paired_tests": tests}
+    md = render_markdown(report)
+    assert "**no detectable difference from the control**" in md and "beats" not in md
+    assert "**no detectable difference from the single pass**" in md and "net gain" not in md
+    assert "| 3 | 2 | +2.5 | -10.0 to +12.5 | 1.000 | no detectable difference |" in md

@@ -159,7 +159,8 @@ def test_every_tool_of_the_installed_bfcl_round_trips_unchanged():
 
     root = default_data_dir()
     seen = 0
-    for cat in BFCL_CATEGORIES:
+    # Java/JS functions are typed in their languages' words; the loader shows them all-string (test_bfcl_java_js.py)
+    for cat in [c for c, info in BFCL_CATEGORIES.items() if info.python]:
         with open(_question_file(root, cat), encoding="utf-8") as fh:
             for line in fh:
                 if line.strip():

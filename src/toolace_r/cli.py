@@ -183,7 +183,8 @@ def _cmd_eval_model(args: argparse.Namespace) -> int:
                             progress=True) if multi else None
     run = {"benchmark": args.benchmark, "categories": args.categories, "limit": args.limit,
            "data_dir": args.data_dir, "model": args.model, "engine": args.engine,
-           "engine_options": list(args.engine_option), "examples": len(examples)}
+           "engine_options": list(args.engine_option), "examples": len(examples),
+           "precision": engine.precision.as_dict() if engine.precision else None}
     report = write_refine_outputs(examples, result, args.out, run, args.benchmark, lenient=args.lenient,
                                   multi_turn=mt)
     text = render_table(report.scored) + "\n"

@@ -293,27 +293,29 @@ def _pick_device(device: str) -> str:
     return device
 
 
-def _pick_dtype(dtype: str, device: str) -> Any:
-    """'auto' means bfloat16 on a GPU that supports it, else float32 (CPU matmuls are fastest in fp32)."""
-    import torch
+def pick_dtype(dtype: str, device: str) -> Any:
+    """`dtype` ("auto" or a name in DTYPES) resolved for `device`, as a precision.Choice (dtype and reason)."""
+    from toolace_r.precision import choose_dtype
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; known: {list(DTYPES)}")
-    if dtype == "auto":
-        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return torch.float32
-    return getattr(torch, dtype)
+    return choose_dtype(dtype, device)
 
 
 def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -> tuple[Any, Any]:
     """(model, tokenizer) ready for batched generation: eval mode, left padding, a pad token."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    import torch
+
+    from toolace_r.precision import log_choice
+
     where = resolve_model(name_or_path)
     dev = _pick_device(device)
     tokenizer = AutoTokenizer.from_pretrained(where)
-    model = AutoModelForCausalLM.from_pretrained(where, dtype=_pick_dtype(dtype, dev))
+    choice = pick_dtype(dtype, dev)
+    log_choice(f"model {name_or_path} on {dev}", choice)
+    model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, choice.dtype))
     model.to(dev)
     model.eval()
     # Decoder-only batches pad on the left so every row's next token sits at the same position.

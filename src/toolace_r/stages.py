@@ -264,7 +264,8 @@ def eval_stage(where: str, examples: Sequence[Any], model_dir: str, rcfg: Any, m
         # A fresh engine per run: a prefix cache warmed by another policy would lower this run's cost.
         with make_engine() as engine:
             result = refine(examples, engine, rcfg, tokenizer=tok, progress=progress)
-        report = write_refine_outputs(examples, result, d / subdir, run_info, benchmark)
+            precision = engine.precision.as_dict() if engine.precision else None
+        report = write_refine_outputs(examples, result, d / subdir, {**run_info, "precision": precision}, benchmark)
         if summary_file is None:
             return None
         pooled, cats = report.rounds["all"], report.rounds["categories"]

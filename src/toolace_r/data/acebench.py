@@ -36,7 +36,7 @@ from typing import Any, Iterator, Union
 
 from toolace_r.calls import ToolCall
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import check_example, expect, read_json_file
+from toolace_r.data.records import expect, join_by_id
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.jsonvalues import json_type
 from toolace_r.tools import normalize_tools
@@ -123,25 +123,8 @@ def load_acebench(spec: str, data_dir: str | Path | None = None, lang: str | Non
 
 
 def _load_category(folder: Path, cat: str, lang: str) -> Iterator[Union[Example, DatasetError]]:
-    answers: dict[str, tuple[str, Any]] = {}
-    for item in read_json_file(folder / "possible_answer" / f"data_{cat}.json"):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            answers[expect(rec, "id", str, where)] = (where, rec)
-        except DatasetError as err:
-            yield err
-    for item in read_json_file(folder / f"data_{cat}.json"):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            yield check_example(_example(cat, lang, where, rec, answers), where)
-        except DatasetError as err:
-            yield err
+    yield from join_by_id(folder / f"data_{cat}.json", folder / "possible_answer" / f"data_{cat}.json",
+                          lambda where, rec, answers: _example(cat, lang, where, rec, answers))
 
 
 def _example(cat: str, lang: str, where: str, rec: Any, answers: dict[str, tuple[str, Any]]) -> Example:

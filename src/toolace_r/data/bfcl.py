@@ -1,9 +1,10 @@
 """BFCL single-turn data, read straight from the files of the installed `bfcl-eval` wheel.
 
 Source syntax: `bfcl:<category>[,<category>...][@<data dir>]`, e.g. `bfcl:simple_python,multiple` or
-`bfcl:parallel@tests/fixtures/bfcl`; `bfcl:all` means the eleven scored single-turn Python categories
-and `bfcl:exec` the four executable ones. The multi-turn categories (`bfcl:multi_turn` for all four)
-are read by `bfcl_multi_turn.py`. The data dir may also be passed as `data_dir=`; without
+`bfcl:parallel@tests/fixtures/bfcl`; `bfcl:all` (or `bfcl:python`) means the eleven scored
+single-turn Python categories, `bfcl:non_python` simple_java and simple_javascript, `bfcl:single_turn`
+all thirteen, and `bfcl:exec` the four executable ones. The multi-turn categories (`bfcl:multi_turn` for
+all four) are read by `bfcl_multi_turn.py`. The data dir may also be passed as `data_dir=`; without
 either, the wheel's `bfcl_eval/data` is found via importlib *without importing bfcl_eval* (importing
 it would pull its heavy pinned dependencies). A data dir has the wheel's layout:
 
@@ -14,7 +15,10 @@ it would pull its heavy pinned dependencies). A data dir has the wheel's layout:
 Any `BFCL_v<N>_` prefix is accepted; the highest N present wins.
 
 Gold per category: AST categories -> Gold("bfcl") with the answer key; irrelevance ones -> "no_call";
-live_relevance -> "any_call"; exec_* answers are call strings ("calc(n=20, k=5)"), decoded with BFCL's
+live_relevance -> "any_call"; simple_java and simple_javascript -> Gold("bfcl") as well, with the functions
+as BFCL's prompting handlers show them in `tools` (every parameter a string, its real type in its
+description: evaluation/bfcl_lang.py) and as the file types them in metadata["bfcl_functions"] (what the
+checker converts arguments by), metadata["language"] "java" or "javascript"; exec_* answers are call strings ("calc(n=20, k=5)"), decoded with BFCL's
 own decoding rules into Gold("bfcl", calls=..., bfcl=[{name: {param: [value]}}]); rest's gold is an
 execution result, so those examples are "unscored" with the result in metadata["execution_result"].
 """
@@ -30,7 +34,7 @@ from typing import Any, Iterator, Union
 from toolace_r.calls import ToolCall
 from toolace_r.data.bfcl_multi_turn import MULTI_TURN_CATEGORIES, load_multi_turn
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import check_example, count_lines, expect, read_json_file
+from toolace_r.data.records import count_lines, expect, join_by_id
 from toolace_r.jsonvalues import json_type
 from toolace_r.data.registry import DatasetError, register_loader
 from toolace_r.schema_check import validate
@@ -42,10 +46,13 @@ class BfclCategory:
     gold: str  # "bfcl" | "no_call" | "any_call" | "exec" | "unscored"
     unused: bool = False  # lives under unused_datasets/
     has_answers: bool = True
+    python: bool = True  # False: Java or JavaScript (arguments are source text of that language)
 
 
 BFCL_CATEGORIES: dict[str, BfclCategory] = {
     "simple_python": BfclCategory("bfcl"),
+    "simple_java": BfclCategory("bfcl", python=False),
+    "simple_javascript": BfclCategory("bfcl", python=False),
     "multiple": BfclCategory("bfcl"),
     "parallel": BfclCategory("bfcl"),
     "parallel_multiple": BfclCategory("bfcl"),
@@ -65,7 +72,10 @@ BFCL_CATEGORIES: dict[str, BfclCategory] = {
 }
 
 BFCL_GROUPS: dict[str, tuple[str, ...]] = {
-    "all": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.unused),
+    "all": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.unused and info.python),
+    "python": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.unused and info.python),
+    "non_python": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.python),
+    "single_turn": tuple(c for c, info in BFCL_CATEGORIES.items() if not info.unused),
     "exec": tuple(c for c in BFCL_CATEGORIES if c.startswith("exec_")),
     "multi_turn": MULTI_TURN_CATEGORIES,
 }
@@ -162,39 +172,24 @@ def _answer_file(root: Path, cat: str) -> Path:
 
 def _load_category(root: Path, cat: str) -> Iterator[Union[Example, DatasetError]]:
     info = BFCL_CATEGORIES[cat]
-    answers: dict[str, Any] = {}
-    if info.has_answers:
-        answer_path = _answer_file(root, cat)
-        for item in read_json_file(answer_path):
-            if isinstance(item, DatasetError):
-                yield item
-                continue
-            where, rec = item
-            try:
-                answers[str(expect(rec, "id", str, where))] = (where, rec)
-            except DatasetError as err:
-                yield err
-    for item in read_json_file(_question_file(root, cat)):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            yield check_example(_example(cat, info, where, rec, answers), where)
-        except DatasetError as err:
-            yield err
+    answers = _answer_file(root, cat) if info.has_answers else None
+    yield from join_by_id(_question_file(root, cat), answers,
+                          lambda where, rec, keyed: _example(cat, info, where, rec, keyed))
 
 
 def _example(cat: str, info: BfclCategory, where: str, rec: Any, answers: dict[str, Any]) -> Example:
     ex_id = expect(rec, "id", str, where)
     messages = _first_turn(expect(rec, "question", list, where), where)
+    functions = expect(rec, "function", list, where)
+    metadata: dict[str, Any] = {}
+    if not info.python:
+        functions = _language_functions(cat, functions, metadata, where)
     try:
-        tools = normalize_tools(expect(rec, "function", list, where))
+        tools = normalize_tools(functions)
     except DatasetError:
         raise  # already names its field
     except ValueError as exc:
         raise DatasetError(where, str(exc), field="function") from None
-    metadata: dict[str, Any] = {}
     if info.has_answers:
         if ex_id not in answers:
             raise DatasetError(where, f"no answer with id {ex_id!r} in the answer file", field="id")
@@ -203,6 +198,27 @@ def _example(cat: str, info: BfclCategory, where: str, rec: Any, answers: dict[s
     else:
         gold = Gold(kind=info.gold)
     return Example(id=ex_id, messages=messages, tools=tools, gold=gold, category=cat, metadata=metadata)
+
+
+def _language_functions(cat: str, functions: list[Any], metadata: dict[str, Any], where: str) -> list[Any]:
+    """Java/JS: the functions as the model is shown them; the file's typed ones kept for the checker."""
+    from toolace_r.evaluation.bfcl_lang import language_of, model_functions
+
+    for i, fn in enumerate(functions):
+        params = fn.get("parameters") if isinstance(fn, dict) else None
+        props = params.get("properties") if isinstance(params, dict) else None
+        if not (isinstance(fn, dict) and isinstance(fn.get("name"), str) and isinstance(fn.get("description"), str)
+                and isinstance(props, dict) and all(isinstance(p, dict) and isinstance(p.get("type"), str)
+                                                    and isinstance(p.get("description", ""), str) for p in props.values())):
+            raise DatasetError(where, f"function {i}: expected {{\"name\", \"description\", \"parameters\": "
+                               "{\"properties\": {name: {\"type\", \"description\"}}}}", field="function")
+    metadata["language"] = language_of(cat)
+    metadata["bfcl_functions"] = json.loads(json.dumps(functions))
+    try:
+        return model_functions(functions, cat)
+    except (KeyError, TypeError) as exc:  # a shape BFCL's preprocessing cannot read
+        raise DatasetError(where, f"cannot show the functions as BFCL does: {type(exc).__name__}: {exc}",
+                           field="function") from None
 
 
 def _first_turn(question: list[Any], where: str) -> list[dict[str, Any]]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Iterator, Union
 
 from toolace_r.data.example import Example, Gold
-from toolace_r.data.records import check_example, expect, read_json_file
+from toolace_r.data.records import expect, join_by_id, read_json_file
 from toolace_r.data.registry import DatasetError
 from toolace_r.jsonvalues import json_type
 from toolace_r.tools import Tool, normalize_tools
@@ -61,25 +61,8 @@ def load_multi_turn(root: Path, cat: str, question_file: Path, answer_file: Path
                     ) -> Iterator[Union[Example, DatasetError]]:
     """Examples of one multi-turn category; `root` is the data dir holding multi_turn_func_doc/."""
     docs = _FuncDocs(root / "multi_turn_func_doc")
-    answers: dict[str, Any] = {}
-    for item in read_json_file(answer_file):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            answers[str(expect(rec, "id", str, where))] = (where, rec)
-        except DatasetError as err:
-            yield err
-    for item in read_json_file(question_file):
-        if isinstance(item, DatasetError):
-            yield item
-            continue
-        where, rec = item
-        try:
-            yield check_example(_example(cat, where, rec, answers, docs), where)
-        except DatasetError as err:
-            yield err
+    yield from join_by_id(question_file, answer_file,
+                          lambda where, rec, answers: _example(cat, where, rec, answers, docs))
 
 
 def missed_functions(example: Example) -> dict[int, list[str]]:

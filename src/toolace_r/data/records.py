@@ -269,6 +269,34 @@ def check_example(example: Example, where: str) -> Union[Example, DatasetError]:
     return example
 
 
+def join_by_id(questions: str | os.PathLike, answers: str | os.PathLike | None,
+               build: Callable[[str, Any, dict[str, tuple[str, Any]]], Example]
+               ) -> Iterator[Union[Example, DatasetError]]:
+    """The examples of a benchmark whose questions and answer keys sit in two files joined by "id" (BFCL,
+    ACEBench): `build(where, question record, {id: (where, answer record)})` for every question, each
+    checked by `check_example`; a bad line of either file is a DatasetError in the stream, and the
+    others go on. No answer file (None): every question gets an empty mapping."""
+    keyed: dict[str, tuple[str, Any]] = {}
+    for item in read_json_file(answers) if answers is not None else ():
+        if isinstance(item, DatasetError):
+            yield item
+            continue
+        where, rec = item
+        try:
+            keyed[str(expect(rec, "id", str, where))] = (where, rec)
+        except DatasetError as err:
+            yield err
+    for item in read_json_file(questions):
+        if isinstance(item, DatasetError):
+            yield item
+            continue
+        where, rec = item
+        try:
+            yield check_example(build(where, rec, keyed), where)
+        except DatasetError as err:
+            yield err
+
+
 def regular_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     kind = _not_regular(path)

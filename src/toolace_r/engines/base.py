@@ -132,11 +132,14 @@ class Engine:
     max_context: the most tokens a prompt and its completion may hold together, or None when the
         engine does not know it; the refine loop stops an item whose next round would not fit
         (docs/method.md#guard).
+    precision: the dtype the engine computes in and why (a precision.Choice), for engines that load the
+        weights themselves; None when the engine cannot tell (a server).
     """
 
     name: str = "engine"
     tokenizer: Any = None
     max_context: int | None = None
+    precision: Any = None
 
     def generate(
         self, requests: Sequence[GenerationRequest], progress: bool = False

@@ -30,6 +30,7 @@ from typing import Any, Sequence
 import torch
 
 from toolace_r.progress import progress_bar
+from toolace_r.precision import Choice
 
 from .base import Completion, Engine, EngineError, GenerationRequest, GenerationResult, common_prefix_len
 from .batch import DecodeBatch, Row, assemble
@@ -110,15 +111,17 @@ class HFEngine(Engine):
         if overrides:
             cfg = HFEngineConfig(**{**cfg.__dict__, **overrides})
         self.config = cfg
+        self.precision: Choice | None = None
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         if model is None:
             if cfg.model is None:
                 raise ValueError("the hf engine needs a model: set `model` (a name or a path)")
-            from toolace_r.models import load_model
+            from toolace_r.models import load_model, pick_dtype
 
-            # load_model resolves "auto": bf16 on a capable GPU, fp32 on CPU (fastest there).
+            # "auto": bf16 where the device multiplies it natively, else fp32 (toolace_r/precision.py).
             dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(cfg.dtype, cfg.dtype)
+            self.precision = pick_dtype(dtype, _resolve_device(cfg.device))  # load_model logs the same choice
             model, loaded_tokenizer = load_model(cfg.model, dtype=dtype, device=cfg.device)
             tokenizer = tokenizer or loaded_tokenizer
         elif cfg.dtype != "auto" or cfg.device != "auto":
@@ -130,6 +133,8 @@ class HFEngine(Engine):
             raise ValueError("the hf engine needs a tokenizer along with a model object")
         self.model, self.tokenizer = model, tokenizer  # Engine.tokenizer: the model's own
         param = next(model.parameters())
+        if self.precision is None:
+            self.precision = Choice(str(param.dtype).removeprefix("torch."), "the dtype of the model object given")
         self.shapes = KVShape.from_config(model.config, param.dtype, param.device)
         _check_full_attention(model.config)
         self._cache_kw, self._has_logits_to_keep = _forward_kwargs(model)

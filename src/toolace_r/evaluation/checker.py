@@ -16,6 +16,10 @@ already-decoded calls) and returns a `Verdict`. Two ideas:
   cached, messages are formatted only when read, and text is decoded by `calls.decode_bfcl`, whose
   fast path reads plain call lists without `ast.parse`.
 
+BFCL's simple_java and simple_javascript are the same simple matcher on other values: the answer is read
+by the language's grammar and every argument string converted by its Java/JS type before the value
+rules (`bfcl_lang.py`, `bfcl_typed.py`, `bfcl_typed_js.py`; docs/bfcl.md#java-js).
+
 Non-BFCL golds (kind "calls" from ToolACE/xLAM/jsonl) use the same value rules with an any-order
 match of the expected calls (BFCL's parallel matcher), since their categories say nothing about the
 tool list; "no_call"/"any_call" use BFCL's irrelevance/relevance rules.
@@ -51,6 +55,7 @@ ERROR_TYPES: dict[str, str] = {
 # BFCL's own error_type strings -> our actionable kinds (prefix match on "type_error"/"value_error").
 _COARSE: dict[str, str] = {
     "ast_decoder:decoder_failed": "decode_failure",
+    "ast_decoder:decoder_wrong_output_format": "decode_failure",
     "simple_function_checker:wrong_count": "wrong_count",
     "multiple_function_checker:wrong_count": "wrong_count",
     "parallel_function_checker_no_order:wrong_count": "wrong_count",
@@ -127,7 +132,7 @@ class Verdict:
 
 # Categories whose name decides the matcher exactly as in BFCL (other sources match in any order).
 BFCL_AST_CATEGORIES = frozenset({
-    "simple", "simple_python", "multiple", "parallel", "parallel_multiple",
+    "simple", "simple_python", "simple_java", "simple_javascript", "multiple", "parallel", "parallel_multiple",
     "live_simple", "live_multiple", "live_parallel", "live_parallel_multiple",
     "exec_simple", "exec_multiple", "exec_parallel", "exec_parallel_multiple", "sql",
 })
@@ -155,25 +160,34 @@ def matcher_for(category: str, gold_kind: str) -> str:
 # --- per-example preparation (cached) -----------------------------------------------------------
 
 class _Tool:
-    __slots__ = ("name", "params", "required")
+    __slots__ = ("name", "params", "required", "typed")
 
-    def __init__(self, name: str, parameters: dict[str, Any]):
+    def __init__(self, name: str, parameters: dict[str, Any], language: str | None = None):
         self.name = name
         props = parameters.get("properties") or {}
-        self.params = {p: ParamSpec.from_schema(s) for p, s in props.items()}
         self.required = tuple(parameters.get("required") or ())
+        self.typed: dict[str, Any] = {}
+        if language is None:
+            self.params = {p: ParamSpec.from_schema(s) for p, s in props.items()}
+            return
+        from toolace_r.evaluation.bfcl_lang import TypedParam
+
+        # Java/JS: the value check runs on the converted value, typed by the language's table.
+        self.typed = {p: TypedParam(language, s) for p, s in props.items()}
+        self.params = {p: ParamSpec(t.type_name or "", t.py_type, t.item_type) for p, t in self.typed.items()}
 
 
 class _Expected:
     """One expected call of the key, bound to the schema it is checked under (fixed per matcher)."""
 
-    __slots__ = ("name", "tool_name", "required", "answers", "slots", "needed")
+    __slots__ = ("name", "tool_name", "required", "answers", "slots", "needed", "typed")
 
     def __init__(self, name: str, params: dict[str, list[Any]], tool: _Tool | None):
         self.name = name
         self.answers = {p: Answer(v) for p, v in params.items()}
         # Parameters the key lists without "": an answer that leaves one out is wrong.
         self.needed = tuple(p for p, a in self.answers.items() if not a.optional)
+        self.typed = {} if tool is None else tool.typed
         if tool is None:  # the key names a function missing from the tools (never in BFCL's data)
             self.tool_name, self.required, specs = name, (), {p: ParamSpec.UNKNOWN for p in self.answers}
         else:
@@ -197,18 +211,21 @@ def _slot(spec: ParamSpec, answer: Answer) -> tuple[int, Any, Any, ParamSpec, An
 
 
 class _Prepared:
-    __slots__ = ("matcher", "expected", "ast_check")
+    __slots__ = ("matcher", "expected", "ast_check", "language")
 
     def __init__(self, example: Any):
         gold = example.gold
         self.matcher = matcher_for(example.category or "", gold.kind)
+        self.language = _language(example) if self.matcher in ("simple", "multiple", "parallel") else None
+        # Java/JS examples show the model all-string parameters; the checker reads the real types.
+        functions = _typed_functions(example) if self.language else [(t.name, t.parameters) for t in example.tools]
         tools: dict[str, _Tool] = {}
-        for t in example.tools:  # BFCL's lookup returns the first tool of a name
-            if t.name not in tools:
-                tools[t.name] = _Tool(t.name, t.parameters)
+        for name, parameters in functions:  # BFCL's lookup returns the first tool of a name
+            if name not in tools:
+                tools[name] = _Tool(name, parameters, self.language)
         key = _answer_key(gold) if self.matcher in ("simple", "multiple", "parallel") else []
         pairs = [(name, params) for entry in key for name, params in entry.items()]
-        first_tool = tools[example.tools[0].name] if example.tools else None
+        first_tool = tools[functions[0][0]] if functions else None
         # simple: BFCL checks against the first tool listed, whatever the key names; else by name.
         self.expected = [
             _Expected(name, params, first_tool if self.matcher == "simple" else tools.get(name))
@@ -216,6 +233,24 @@ class _Prepared:
         self.ast_check = _AST_CHECKS.get(self.matcher)
         if self.ast_check is not None and not self.expected:
             raise ValueError(f"example {example.id!r}: its answer key lists no call")
+
+
+def _language(example: Any) -> str | None:
+    """BFCL's language of a BFCL-keyed example, by its category's name (None: Python)."""
+    if example.gold.kind != "bfcl":
+        return None
+    from toolace_r.evaluation.bfcl_lang import language_of
+
+    return language_of(example.category)
+
+
+def _typed_functions(example: Any) -> list[tuple[str, dict[str, Any]]]:
+    """(name, parameters) of the functions as the data file types them (the loader keeps them in
+    metadata["bfcl_functions"]); without them, the example's tools."""
+    raw = (example.metadata or {}).get("bfcl_functions")
+    if isinstance(raw, list):
+        return [(f["name"], f.get("parameters") or {}) for f in raw if isinstance(f, dict) and "name" in f]
+    return [(t.name, t.parameters) for t in example.tools]
 
 
 def _answer_key(gold: Any) -> list[dict[str, dict[str, list[Any]]]]:
@@ -290,7 +325,15 @@ def check(example: Any, result: ParseResult | str | list[ToolCall], fmt: str | N
     tool calls before the same checks."""
     hit = _CACHE.get(id(example))
     prep = hit[1] if hit is not None and hit[0] is example else _prepared(example)
-    calls, decode_error = _as_calls(result, fmt)
+    if prep.language is not None and isinstance(result, str) and fmt in (None, "pythonic"):
+        from toolace_r.evaluation.bfcl_lang import decode
+
+        decoded = decode(result, prep.language)
+        if decoded.calls is None:
+            return _fail(decoded.error_type, Lazy("could not decode the answer: {}", decoded.error), None)
+        calls, decode_error = decoded.calls, None
+    else:
+        calls, decode_error = _as_calls(result, fmt)
     ast_check = prep.ast_check
     if ast_check is not None:  # the common case first
         if calls is None:
@@ -380,6 +423,17 @@ def _check_call(exp: _Expected, call: ToolCall):
         if slot is None:
             return _err("simple_function_checker:unexpected_param",
                         Lazy("{}: unexpected parameter {!r}", exp.tool_name, p))
+        if exp.typed:
+            typed = exp.typed.get(p)
+            if typed is not None:
+                if type(value) is not str:  # BFCL: a Java/JS argument must be its source text
+                    return _err(typed.error_type, Lazy("{}: {}={!r}: expected the {} text of a {}, got {}",
+                                                       exp.tool_name, p, value, typed.language,
+                                                       typed.type_name, type(value).__name__))
+                try:
+                    value = typed.convert(value)
+                except (ValueError, NotImplementedError) as exc:  # a type BFCL cannot convert: it crashes
+                    return _err(typed.error_type, Lazy("{}: {}: {}", exp.tool_name, p, exc))
         kind, expected, accepted, spec, answer = slot
         # The plain cases settle here when they pass; everything else (and every failure) takes the full rules.
         if kind == _PLAIN_STR:

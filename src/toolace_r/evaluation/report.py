@@ -106,6 +106,12 @@ def _bfcl_summary(result: Any) -> list[str]:
             "(docs/bfcl.md#overall).",
             "- The exec_* categories (BFCL's unused executable sets, scored here by AST against their call "
             "strings) enter no summary score."]
+    from toolace_r.evaluation.bfcl_scores import describe
+
+    out += ["", "## BFCL leaderboard overall", "",
+            "BFCL's own formulas (V4: 10 non-live, 10 live, 10 irrelevance, 30 multi-turn, 40 agentic; V3: mean "
+            "of non-live, live, multi-turn), each computed only from complete parts (docs/bfcl.md#overall):", "",
+            *describe(result.bfcl_leaderboard())]
     return out
 
 

@@ -9,8 +9,8 @@ and is listed; a prediction whose id matches no example is listed as unknown, ne
 silence. Examples whose gold cannot be scored (kind "unscored") are listed and left out of totals.
 
 Aggregates (BFCL v4's summary scores over the categories that were evaluated; see `AGGREGATES`):
-non_live = unweighted mean of simple, multiple, parallel, parallel_multiple (simple = simple_python
-only: Java and JavaScript are not supported); live = count-weighted mean of the live AST
+non_live = unweighted mean of simple, multiple, parallel, parallel_multiple (simple = the mean of those of
+simple_python, simple_java, simple_javascript that were scored); live = count-weighted mean of the live AST
 categories; irrelevance = unweighted mean of irrelevance and live_irrelevance; relevance =
 live_relevance.
 
@@ -23,6 +23,10 @@ part, not the leaderboard's total (which also weights multi-turn and agentic, an
 averages Java and JavaScript). With any of the ten categories unscored the aggregate is `partial_mean`
 instead: the unweighted mean of the summary parts that were scored, never to be read as BFCL's overall;
 its `missing` names the categories it lacks (docs/bfcl.md#overall).
+
+BFCL's leaderboard scores themselves, V4's and V3's overall with all their parts, are in metrics.json
+under "bfcl_leaderboard" (evaluation/bfcl_scores.py): each exact when all its categories were scored,
+else absent with what it lacks.
 """
 from __future__ import annotations
 
@@ -54,7 +58,8 @@ class Aggregate:
 
 # name -> (rule, component categories or aggregates, how they combine)
 AGGREGATES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "non_live": ("unweighted mean of simple (simple_python only for now), multiple, parallel, parallel_multiple",
+    "non_live": ("unweighted mean of simple (the mean of the scored ones of simple_python, simple_java, "
+                 "simple_javascript), multiple, parallel, parallel_multiple",
                  ("simple_python", "multiple", "parallel", "parallel_multiple"), "mean"),
     "live": ("count-weighted mean of live_simple, live_multiple, live_parallel, live_parallel_multiple",
              ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple"), "weighted"),
@@ -155,8 +160,15 @@ class EvalResult:
             "unknown_prediction_ids": self.unknown_ids,
             "unscored_ids": self.unscored_ids,
             **({"summary": own} if (own := self.benchmark_summary()) is not None else {}),
+            **({"bfcl_leaderboard": self.bfcl_leaderboard()} if self.benchmark == "bfcl" else {}),
             **self.extra,
         }
+
+    def bfcl_leaderboard(self) -> dict[str, Any]:
+        """BFCL's V4 and V3 leaderboard scores over the scored categories (evaluation/bfcl_scores.py)."""
+        from toolace_r.evaluation.bfcl_scores import leaderboard
+
+        return leaderboard({c: (s.correct, s.total) for c, s in self.categories.items()})
 
     def benchmark_summary(self) -> dict[str, Any] | None:
         """The benchmark's own aggregate (ACEBench's summary, API-Bank's levels); None for BFCL."""
@@ -309,11 +321,17 @@ def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
     for name, (rule, parts, how) in AGGREGATES.items():
         present = [c for c in parts if c in categories and categories[c].total]
         missing = [c for c in parts if c not in present]
+        if name == "non_live":  # its simple part is scored when any of simple's languages is
+            langs = [c for c in _SIMPLE if c in categories and categories[c].total]
+            present = [*langs, *[c for c in present if c != "simple_python"]]
+            missing = [c for c in parts if c not in present and not (c == "simple_python" and langs)]
         if not present:
             out[name] = Aggregate(name, rule, None, [], missing)
             continue
         if how == "weighted":
             acc = sum(categories[c].correct for c in present) / sum(categories[c].total for c in present)
+        elif name == "non_live":
+            acc = _non_live(categories, present)
         else:
             acc = sum(categories[c].accuracy for c in present) / len(present)  # type: ignore[misc]
         out[name] = Aggregate(name, rule, acc, present, missing)
@@ -330,6 +348,18 @@ def aggregate(categories: dict[str, CategoryScore]) -> dict[str, Aggregate]:
     else:
         out["overall"] = Aggregate("overall", OVERALL_RULE, mean, available, [])
     return out
+
+
+def _non_live(categories: dict[str, CategoryScore], present: list[str]) -> float:
+    """BFCL's non-live mean, its simple part the mean of the simple_* languages scored."""
+    simple = [categories[c].accuracy for c in _SIMPLE if c in categories and categories[c].total]
+    parts = [categories[c].accuracy for c in present if c not in _SIMPLE]
+    if simple:
+        parts.insert(0, sum(simple) / len(simple))  # type: ignore[arg-type]
+    return sum(parts) / len(parts)  # type: ignore[arg-type]
+
+
+_SIMPLE = ("simple_python", "simple_java", "simple_javascript")
 
 
 # --- writing ------------------------------------------------------------------------------------

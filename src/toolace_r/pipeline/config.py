@@ -40,7 +40,7 @@ class EvalConfig:
     stop: list[str] = field(default_factory=list)
     chunk_size: int = 32
     engine: str = "hf"
-    engine_options: dict[str, Any] = field(default_factory=lambda: {"dtype": "float32", "batch_size": 16})
+    engine_options: dict[str, Any] = field(default_factory=lambda: {"dtype": "auto", "batch_size": 16})
     # Models of the iterations before the last one: these policies ([] leaves them out).
     iteration_policies: list[str] = field(default_factory=lambda: ["adaptive"])
 
@@ -65,6 +65,8 @@ class GoalsConfig:
     beat_control: does the last ToolACE-R model (its best policy) score above the control (its best)?
     refinement: does each refine policy that stops by itself (adaptive, checked) fix more answers than it
     breaks on the last ToolACE-R model, within `max_compute_ratio` times the single pass's computed tokens?
+    Either counts as yes only when the item-by-item test finds the difference significant (exact McNemar
+    p < 0.05, docs/method.md#paired-tests); a smaller lead is "no detectable difference".
     """
 
     beat_control: bool = True

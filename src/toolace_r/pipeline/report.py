@@ -6,6 +6,10 @@ configured goals, what broke) and report.png. Nothing here runs a model; rewriti
 
 `none` rows come from round 0 of the arm's first policy run: greedy round 0 is the same computation
 under every policy, so it is the single-pass result and its cost.
+
+Every comparison the verdicts rest on is also tested item by item (`paired_tests`, evaluation/stats.py):
+ToolACE-R against the control, each trained arm against the base model, each refinement policy against
+the same model's single pass. A verdict calls a lead a win only when it is significant (p < 0.05).
 """
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ from typing import Any, Sequence
 from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import summary_name
 from toolace_r.files import dumps, write_files
+
+from .paired import ci_text, find_test, p_text, paired_table, paired_tests, traced
+
 
 # A row's summary of summaries: BFCL's (single-turn) `overall` when the held-out set covers all its
 # categories, else `partial_mean`; which one is under SUMMARY_NAME (evaluation/runner.py).
@@ -73,38 +80,10 @@ def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
             "wall_ratio": ref["wall_seconds"] / wall0 if wall0 else None}
 
 
-def item_verdicts(root: Path, arm: str, policy: str, first_policy: str, examples: Sequence[Any]) -> dict[str, bool]:
-    """Right or wrong per item under `policy` (`none`: round 0 of the arm's first policy run)."""
-    run = first_policy if policy == "none" else policy
-    return {i: bool(v[0] if policy == "none" else v[-1]) for i, (_, v) in _traced(root, arm, run, examples).items()}
-
-
-def _traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list]]:
-    """id -> (trace, right or wrong after each round) for one evaluation run's traces."""
-    from toolace_r.evaluation.rounds import round_verdicts
-    from toolace_r.refine import read_traces
-
-    by_id = {ex.id: ex for ex in examples}
-    return {t.id: (t, round_verdicts(by_id[t.id], t))
-            for t in read_traces(root / "eval" / arm / _slug(policy) / "traces.jsonl") if t.id in by_id}
-
-
-def sign_test(wins: int, losses: int) -> float:
-    """Two-sided exact sign test on the items where two arms differ: p of a split at least this uneven
-    if either arm were as likely to win each item."""
-    from math import comb
-
-    n = wins + losses
-    if n == 0:
-        return 1.0
-    k = min(wins, losses)
-    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2 ** n)
-
-
 def transitions(root: Path, arm: str, policy: str, examples: Sequence[Any], limit: int = 8) -> dict[str, list]:
     """The answers that refinement fixed and broke (first `limit` of each), for reading."""
     out: dict[str, list] = {"fixed": [], "broke": []}
-    for trace, verdicts in _traced(root, arm, policy, examples).values():
+    for trace, verdicts in traced(root, arm, policy, examples).values():
         answers = [r.answer for r in trace.rounds]
         verdicts = [bool(v) for v in verdicts]
         for r in range(1, len(answers)):
@@ -135,19 +114,15 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
     trained = [a for a in arms if a != "base"]
     final_tr = [a for a in trained if a.startswith("toolace_r@")]
     final_tr = final_tr[-1] if final_tr else None
+    first_policy: dict[str, str] = {}
     for arm in arms:
         policies = cfg.eval.base_policies if arm == "base" else \
             cfg.eval.policies if arm in (final_tr, "control") else cfg.eval.iteration_policies
         grid[arm] = policy_rows(root, arm, policies)
-    verdicts = _verdicts(grid, final_tr, cfg.goals)
-    if "toolace_r_vs_control" in verdicts:
-        v = verdicts["toolace_r_vs_control"]
-        firsts = {final_tr: cfg.eval.policies[0], "control": cfg.eval.policies[0]}
-        a = item_verdicts(root, final_tr, v["toolace_r"]["policy"], firsts[final_tr], examples)
-        b = item_verdicts(root, "control", v["control"]["policy"], firsts["control"], examples)
-        wins = sum(1 for i in a if a[i] and not b.get(i))
-        losses = sum(1 for i in a if b.get(i) and not a[i])
-        v["paired"] = {"toolace_r_only": wins, "control_only": losses, "sign_test_p": sign_test(wins, losses)}
+        first_policy[arm] = policies[0]
+    best = {arm: _best(grid, arm)[0] for arm in (final_tr, "control") if arm in grid}
+    tests = paired_tests(root, grid, first_policy, final_tr, examples, best if len(best) == 2 else None)
+    verdicts = _verdicts(grid, final_tr, cfg.goals, tests)
     flips = {}
     for arm in trained:
         for policy in grid[arm]:
@@ -164,6 +139,7 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         "stop_reason": summary.get("stop_reason"),
         "stages": stages,
         "verdicts": verdicts,
+        "paired_tests": tests,
         "transitions": flips,
     }
     control = root / "control" / "control.json"
@@ -191,29 +167,53 @@ def _checks_schema(policy: str) -> bool:
     return get_policy(policy).check
 
 
-def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, goals: Any) -> dict[str, Any]:
-    """The verdicts on `goals` (a pipeline.config.GoalsConfig) from the figures."""
+def _best(grid: dict[str, dict[str, dict[str, Any]]], arm: str) -> tuple[str, dict[str, Any]]:
+    """An arm's best policy and its row (ties: the single pass, then the first listed)."""
+    return max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))
+
+
+def _significance(test: dict[str, Any] | None) -> dict[str, Any]:
+    """The fields a verdict takes from its paired test (None: no test, so nothing is significant)."""
+    if test is None:
+        return {"significant": None, "p_value": None, "paired": None}
+    return {"significant": test["p_value"] < test["alpha"], "p_value": test["p_value"], "paired": test}
+
+
+def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, goals: Any,
+              tests: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The verdicts on `goals` (a pipeline.config.GoalsConfig) from the figures and the paired tests.
+
+    `ahead` / `net` are the raw differences; `beats` / `net_gain` hold only when the paired test finds the
+    difference significant (p < alpha), so a lead of an item or two is never a win."""
     out: dict[str, Any] = {}
     if goals.beat_control and final_tr and "control" in grid:
-        best = lambda arm: max(grid[arm].items(), key=lambda kv: (kv[1]["accuracy"], kv[0] == "none"))
-        tr_pol, tr = best(final_tr)
-        c_pol, c = best("control")
+        tr_pol, tr = _best(grid, final_tr)
+        c_pol, c = _best(grid, "control")
+        sig = _significance(find_test(tests, final_tr, tr_pol, "control", c_pol))
+        ahead = tr["accuracy"] > c["accuracy"]
         out["toolace_r_vs_control"] = {
             "toolace_r": {"arm": final_tr, "policy": tr_pol, "accuracy": tr["accuracy"], SUMMARY: tr[SUMMARY]},
             "control": {"policy": c_pol, "accuracy": c["accuracy"], SUMMARY: c[SUMMARY]},
             "same_policy": {p: {"toolace_r": grid[final_tr][p]["accuracy"], "control": grid["control"][p]["accuracy"]}
                             for p in grid[final_tr] if p in grid["control"]},
-            "beats": tr["accuracy"] > c["accuracy"],
+            "ahead": ahead, "behind": tr["accuracy"] < c["accuracy"],
+            "beats": bool(ahead and sig["significant"]), **sig,
         }
     if goals.refinement and final_tr:
         # One verdict per policy that stops by itself: `adaptive` is the paper's, `checked` ours.
         out["max_compute_ratio"] = goals.max_compute_ratio
-        out["refinement"] = {
-            policy: {"arm": final_tr, "policy": policy, "fixes": a["fixes"], "breaks": a["breaks"],
-                     "net": a["fixes"] - a["breaks"], "compute_ratio": a["compute_ratio"],
-                     "wall_ratio": a["wall_ratio"], "net_gain": a["fixes"] > a["breaks"],
-                     "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= goals.max_compute_ratio}
-            for policy, a in grid[final_tr].items() if _stops_itself(policy)}
+        out["refinement"] = {}
+        for policy, a in grid[final_tr].items():
+            if not _stops_itself(policy):
+                continue
+            sig = _significance(find_test(tests, final_tr, policy, final_tr, "none"))
+            net = a["fixes"] - a["breaks"]
+            out["refinement"][policy] = {
+                "arm": final_tr, "policy": policy, "fixes": a["fixes"], "breaks": a["breaks"], "net": net,
+                "compute_ratio": a["compute_ratio"], "wall_ratio": a["wall_ratio"],
+                "net_gain": bool(net > 0 and sig["significant"]), "net_loss": bool(net < 0 and sig["significant"]),
+                "within_cost": a["compute_ratio"] is not None and a["compute_ratio"] <= goals.max_compute_ratio,
+                **sig}
     return out
 
 
@@ -300,25 +300,41 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines += ["", "## The goals", ""]
     if "toolace_r_vs_control" in v:
         t = v["toolace_r_vs_control"]
-        lines.append(f"- ToolACE-R ({t['toolace_r']['arm']}, best policy {t['toolace_r']['policy']}) "
-                     f"{_pct(t['toolace_r']['accuracy'])}% vs control (best policy {t['control']['policy']}) "
-                     f"{_pct(t['control']['accuracy'])}%: **{'beats' if t['beats'] else 'does not beat'}** the "
-                     "control. Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
-                                                          for p, x in t["same_policy"].items()) + ".")
-        if "paired" in t:
-            pr = t["paired"]
-            lines.append(f"  Item by item: {pr['toolace_r_only']} right only for ToolACE-R, {pr['control_only']} right "
-                         f"only for the control (two-sided sign test p = {pr['sign_test_p']:.2f}"
-                         f"{': not a significant difference' if pr['sign_test_p'] >= 0.05 else ''}).")
+        pr = t.get("paired")
+        if pr is None:  # a report written without item-by-item verdicts
+            word = "ahead of the control, not tested item by item" if t["ahead"] else "not ahead of the control"
+        elif t["significant"]:
+            word = "significantly beats the control" if t["ahead"] else "is significantly behind the control"
+        else:
+            word = "no detectable difference from the control"
+        line = (f"- ToolACE-R ({t['toolace_r']['arm']}, best policy {t['toolace_r']['policy']}) "
+                f"{_pct(t['toolace_r']['accuracy'])}% vs control (best policy {t['control']['policy']}) "
+                f"{_pct(t['control']['accuracy'])}%: **{word}**.")
+        if pr is not None:
+            line += (f" Item by item: {pr['wins']} right only for ToolACE-R, {pr['losses']} right only for the control "
+                     f"of {pr['items']} (exact McNemar p = {p_text(pr['p_value'])}; 95% paired bootstrap interval of "
+                     f"the difference {ci_text(pr)} points).")
+        lines.append(line + " Same policy: " + ", ".join(f"{p} {_pct(x['toolace_r'])} vs {_pct(x['control'])}"
+                                                         for p, x in t["same_policy"].items()) + ".")
     for a in v.get("refinement", {}).values():
         what = ("schema-checked adaptive refinement (ours: only answers that do not fit the tool list are refined, "
                 "and the refine turn says why)" if _checks_schema(a["policy"])
                 else "adaptive refinement (the paper's: every answer, no feedback)")
+        pr = a.get("paired")
+        if pr is None:
+            word, detail = ("a net gain, not tested item by item" if a["net"] > 0 else "no net gain"), ""
+        else:
+            word = "a significant net gain" if a["net_gain"] else "a significant net loss" if a["net_loss"] else \
+                "no detectable difference from the single pass"
+            detail = (f" (exact McNemar p = {p_text(pr['p_value'])} against the single pass; 95% interval of the "
+                      f"difference {ci_text(pr)} points)")
         lines.append(f"- {what[0].upper() + what[1:]}, `{a['policy']}`, on {a['arm']}: {a['fixes']} fixes, "
-                     f"{a['breaks']} breaks (net {a['net']:+d}): **{'a net gain' if a['net_gain'] else 'no net gain'}**;"
+                     f"{a['breaks']} breaks (net {a['net']:+d}): **{word}**{detail};"
                      f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x "
                      f"in wall time: **{'within' if a['within_cost'] else 'above'}** the {v['max_compute_ratio']:g}x "
                      "budget (tokens).")
+    if report.get("paired_tests"):
+        lines += paired_table(report["paired_tests"])
     lines += ["", "## ToolACE-R iterations", "",
               "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
               "| steps | loss | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]

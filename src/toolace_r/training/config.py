@@ -186,7 +186,8 @@ class SFTStageConfig:
     max_length: int = 1024
     warmup: float = 0.1  # share of the steps (< 1) or a number of steps
     scheduler: str = "cosine"
-    bf16: bool = False  # bf16 autocast (on CPU too); fp32 weights
+    # bf16 autocast (fp32 master weights): true, false, or "auto": on where bf16 is fast (toolace_r/precision.py).
+    bf16: bool | str = "auto"
     # TRL turns it on by default; for small models and short rows it only costs time (a second forward).
     gradient_checkpointing: bool = False
     save_steps: int = 50
@@ -205,7 +206,12 @@ class SFTStageConfig:
     accelerate_config: str | None = None
     mixed_precision: str | None = None  # passed to `accelerate launch --mixed_precision` when set
     ddp_backend: str | None = None  # None: gloo on CPU, the accelerate default (nccl) on GPUs
-    model_dtype: str = "float32"  # dtype the base weights are loaded in (bfloat16 halves a LoRA run's memory)
+    # dtype the base weights are loaded in (bfloat16 halves a LoRA run's memory); "auto": bfloat16 for a LoRA
+    # run where bf16 is fast, else float32 (toolace_r/precision.py).
+    model_dtype: str = "auto"
+    # The LM head runs only on the positions whose next token is labelled (training/compact_loss.py); off:
+    # TRL's own loss, whose fused head scores every position on a CPU.
+    compact_logits: bool = True
     # When set, grad_accum is derived so that batch_size x grad_accum x world size equals it (an error if
     # it does not divide): the recipes keep ToolACE's batch of 48 on any number of GPUs.
     # "random", or "group_by_length": batches of similar lengths, so far less padding is computed
@@ -225,6 +231,8 @@ class SFTStageConfig:
     model_args: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.bf16, str) and self.bf16 != "auto":
+            raise ValueError(f"sft.bf16: true, false or auto, not {self.bf16!r}")
         check_trl_args(self.trl_args)
         check_model_args(self.model_args)
 

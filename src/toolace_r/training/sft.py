@@ -59,14 +59,21 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs(cfg))
     use_cpu = not torch.cuda.is_available()
+    precision = stage_precision(cfg)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **model_kwargs(cfg, precision))
     # Several CPU ranks (tests, CI) talk over gloo; on GPUs accelerate picks nccl unless told otherwise.
     backend = cfg.ddp_backend or ("gloo" if use_cpu and world_size() > 1 else None)
+    # Defaults that sft.trl_args may change (check_trl_args keeps it off the `owned` keys below).
+    defaults = dict(packing=False, report_to="none", disable_tqdm=not progress, dataset_num_proc=None)
+    chosen = {**defaults, **cfg.trl_args}
+    # Padding-free rows are truncated here (tokenize_row), as TRL would truncate padded ones; TRL refuses a
+    # max_length it cannot enforce.
+    truncate_here = bool(chosen.get("padding_free")) and not chosen.get("packing")
     owned = dict(
         output_dir=str(Path(work_dir) / "checkpoints"),
         completion_only_loss=True,
-        max_length=cfg.max_length,
+        max_length=None if truncate_here else cfg.max_length,
         per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=grad_accum_steps(cfg, world_size()),
         num_train_epochs=cfg.epochs,
@@ -82,23 +89,43 @@ def build_trainer(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str 
         seed=cfg.seed,
         data_seed=cfg.seed,
         train_sampling_strategy=cfg.sampling_strategy,
-        bf16=cfg.bf16,
+        bf16=precision.autocast_bf16,
         gradient_checkpointing=cfg.gradient_checkpointing,
         use_cpu=use_cpu,
         ddp_backend=backend,
     )
-    # Defaults that sft.trl_args may change (check_trl_args keeps it off the `owned` keys above).
-    defaults = dict(packing=False, report_to="none", disable_tqdm=not progress, dataset_num_proc=None)
-    args = SFTConfig(**{**defaults, **cfg.trl_args, **owned})
+    args = SFTConfig(**{**chosen, **owned})
     peft_config = None
     if cfg.finetune == "lora":
         from peft import LoraConfig
 
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=cfg.target_modules, task_type="CAUSAL_LM")
-    dataset = Dataset.from_list([tokenize_row(tokenizer, r) for r in rows])
-    return SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                      peft_config=peft_config, callbacks=[_checkpoint_seal(cfg.save_total_limit)])
+    tokenized = [tokenize_row(tokenizer, r, cfg.max_length if truncate_here else None) for r in rows]
+    # TRL drops the rows its truncation leaves without a completion token; so do padding-free rows.
+    dataset = Dataset.from_list([t for t in tokenized if any(t["completion_mask"])])
+    trainer_cls = SFTTrainer
+    if cfg.compact_logits:
+        from .compact_loss import trainer_class
+
+        trainer_cls = trainer_class()
+    trainer = trainer_cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
+                          peft_config=peft_config, callbacks=[_checkpoint_seal(cfg.save_total_limit)])
+    trainer.toolace_r_precision = precision
+    return trainer
+
+
+def stage_precision(cfg: SFTStageConfig, quiet: bool = False):
+    """The stage's resolved precision (precision.TrainingPrecision), logged with its reason."""
+    import torch
+
+    from toolace_r.precision import log_choice, training_precision
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    precision = training_precision(cfg.model_dtype, cfg.bf16, cfg.finetune, device)
+    if not quiet:
+        log_choice("sft precision", precision)
+    return precision
 
 
 def _checkpoint_seal(keep: int | None):
@@ -196,16 +223,18 @@ def grad_accum_steps(cfg: SFTStageConfig, n_processes: int) -> int:
     return cfg.global_batch_size // per_step
 
 
-def model_kwargs(cfg: SFTStageConfig) -> dict[str, Any]:
-    """The keyword arguments of `from_pretrained` for the model trained: sft.model_dtype and sft.model_args,
-    a quantization_config mapping turned into the `BitsAndBytesConfig` transformers expects."""
+def model_kwargs(cfg: SFTStageConfig, precision: Any = None) -> dict[str, Any]:
+    """The keyword arguments of `from_pretrained` for the model trained: sft.model_dtype (as resolved in
+    `precision`, a precision.TrainingPrecision, when given) and sft.model_args, a quantization_config
+    mapping turned into the `BitsAndBytesConfig` transformers expects."""
     kwargs = dict(cfg.model_args)
     quant = kwargs.get("quantization_config")
     if isinstance(quant, dict):
         from transformers import BitsAndBytesConfig
 
         kwargs["quantization_config"] = BitsAndBytesConfig(**quant)
-    return {**kwargs, "dtype": _dtype(cfg.model_dtype)}
+    precision = precision or stage_precision(cfg, quiet=True)
+    return {**kwargs, "dtype": _dtype(precision.model_dtype)}
 
 
 def _dtype(name: str):
@@ -261,6 +290,7 @@ def train_sft(model_dir: str, rows: Sequence[dict[str, Any]], work_dir: str | Pa
     # loss of the whole stage (TRL's `training_loss` counts only the steps of this call).
     losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
     return {
+        "precision": trainer.toolace_r_precision.as_dict(),
         "train_loss": sum(losses) / len(losses) if losses else float(result.training_loss),
         "losses": losses,
         "steps": int(trainer.state.global_step),
@@ -302,7 +332,8 @@ def _save_distributed(trainer, model_dir: str, work_dir: str | Path, cfg: SFTSta
             from peft import PeftModel
             from transformers import AutoModelForCausalLM
 
-            base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=_dtype(cfg.model_dtype))
+            dtype = _dtype(trainer.toolace_r_precision.model_dtype)
+            base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
             merged = PeftModel.from_pretrained(base, str(saved)).merge_and_unload()
             tmp = _fresh(work / ".model.tmp")
             merged.save_pretrained(tmp)
@@ -336,7 +367,7 @@ def _finish_model_dir(trainer, tmp: Path, out: Path) -> None:
 
 # --- tokens trained on ------------------------------------------------------------------------------
 
-def tokenize_row(tokenizer: Any, row: dict[str, Any]) -> dict[str, list[int]]:
+def tokenize_row(tokenizer: Any, row: dict[str, Any], max_length: int | None = None) -> dict[str, list[int]]:
     """{"input_ids", "completion_mask"} of one prompt-completion row, as training sees it.
 
     The prompt's ids are those an engine computes for the same text (`add_special_tokens=False`: the
@@ -352,7 +383,10 @@ def tokenize_row(tokenizer: Any, row: dict[str, Any]) -> dict[str, list[int]]:
     if eos is not None and (not ids or ids[-1] != eos):
         ids.append(eos)
     start = common_prefix_len(prompt, ids)
-    return {"input_ids": ids, "completion_mask": [0] * start + [1] * (len(ids) - start)}
+    mask = [0] * start + [1] * (len(ids) - start)
+    if max_length is not None:  # TRL's "keep_start" truncation
+        ids, mask = ids[:max_length], mask[:max_length]
+    return {"input_ids": ids, "completion_mask": mask}
 
 
 def row_tokens(tokenizer: Any, row: dict[str, Any]) -> int:

@@ -354,3 +354,20 @@ def test_native_miss_func_tools_join_the_template_tool_list(hermes_tokenizer):
     assert [t.added_tools for t in result.trajectories[0].turns] == [[], ["mkdir"]]
     assert '"mkdir"' not in prompts[0] and '"mkdir"' in prompts[1]
     assert prompts[1].rstrip().count(ADDITIONAL_FUNCTION_PROMPT) == 1
+
+
+def test_the_training_loops_eval_stage_scores_multi_turn_items(tmp_path):
+    """`data.eval` may name BFCL multi-turn categories: the held-out eval runs them through the loop."""
+    from toolace_r.data import load
+    from toolace_r.stages import RunDir, eval_stage
+
+    examples = load(f"bfcl:simple_python,multi_turn_base@{FIXTURES}")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    stage = eval_stage("iter_0", examples, str(model_dir), RefineConfig(policy="none"), MathEngine, {}, {}, "bfcl",
+                       subdir="eval", summary_file="eval.json")
+    summary = RunDir(tmp_path / "run").run(stage)
+    assert summary["items"] == 3 and summary["accuracy"] == pytest.approx(1 / 3)
+    assert summary["by_category"] == {"multi_turn_base": 0.5, "simple_python": 0.0}
+    assert (tmp_path / "run" / "iter_0" / "eval" / "trajectories.jsonl").is_file()

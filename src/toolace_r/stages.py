@@ -257,17 +257,29 @@ def eval_stage(where: str, examples: Sequence[Any], model_dir: str, rcfg: Any, m
     def work(d: Path, inputs: dict) -> dict[str, Any] | None:
         from transformers import AutoTokenizer
 
+        from toolace_r.evaluation.multi_turn_loop import is_multi_turn, run_multi_turn
         from toolace_r.evaluation.rounds import write_refine_outputs
         from toolace_r.refine import refine
 
         tok = AutoTokenizer.from_pretrained(model_dir) if tokenizer else None
+        single = [ex for ex in examples if not is_multi_turn(ex)]
+        multi = [ex for ex in examples if is_multi_turn(ex)]  # BFCL multi-turn: evaluation/multi_turn_loop.py
         # A fresh engine per run: a prefix cache warmed by another policy would lower this run's cost.
         with make_engine() as engine:
-            result = refine(examples, engine, rcfg, tokenizer=tok, progress=progress)
+            result = refine(single, engine, rcfg, tokenizer=tok, progress=progress)
+            mt = run_multi_turn(multi, engine, rcfg, tokenizer=tok, progress=progress) if multi else None
             precision = engine.precision.as_dict() if engine.precision else None
-        report = write_refine_outputs(examples, result, d / subdir, {**run_info, "precision": precision}, benchmark)
+        report = write_refine_outputs(examples, result, d / subdir, {**run_info, "precision": precision}, benchmark,
+                                      multi_turn=mt)
         if summary_file is None:
             return None
+        if multi:  # the final answers' verdicts, multi-turn items among them
+            scored = report.scored.metrics()
+            cats = scored["categories"]
+            counts = scored["counts"]
+            return {summary_file: {"accuracy": counts["correct"] / counts["scored"] if counts["scored"] else 0.0,
+                                   "items": counts["scored"],
+                                   "by_category": {c: cats[c]["accuracy"] for c in sorted(cats)}}}
         pooled, cats = report.rounds["all"], report.rounds["categories"]
         return {summary_file: {"accuracy": pooled["final_accuracy"] or 0.0, "items": pooled["examples"],
                                "by_category": {c: cats[c]["final_accuracy"] for c in sorted(cats)}}}

@@ -99,7 +99,6 @@ def mutate_leaf(value, rng):
 
 
 def normal_variants(gold, rng, quick):
-    keys = list(gold)
     calls = [(_SUFFIX.sub("", k), dict(v)) for k, v in gold.items()]
     out = {
         "right": render(calls),

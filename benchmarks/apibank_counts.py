@@ -25,7 +25,7 @@ from pathlib import Path
 from toolace_r.calls import ToolCall, parse, render
 from toolace_r.data.apibank import find_root
 from toolace_r.data.registry import load
-from toolace_r.evaluation.apibank import check, decode, extract_call
+from toolace_r.evaluation.apibank import check, decode
 
 
 def perturbations(gold: ToolCall) -> dict[str, tuple[str, bool]]:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import pytest
-
 import toolace_r.engines
 from toolace_r.calls import ParseResult, ToolCall
 from toolace_r.cli import main

@@ -4,11 +4,10 @@ BFCL data scoring 100% except the data set's own listed quirks."""
 from __future__ import annotations
 
 import importlib.util
-import random
 
 import pytest
 
-from toolace_r.calls import ParseResult, ToolCall, decode_bfcl
+from toolace_r.calls import ParseResult, ToolCall
 from toolace_r.data.example import Example, Gold
 from toolace_r.evaluation import ERROR_TYPES, Verdict, check, coarse_error, matcher_for
 from toolace_r.evaluation.bfcl_values import standardize

@@ -6,9 +6,9 @@ Model: the embedded SmolLM2-135M-Instruct on the CPU, 2 threads. Prompts: --prom
 taken in turn from simple_python, multiple, parallel, parallel_multiple and irrelevance (the demo's
 held-out categories), rendered as evaluation renders them; greedy decoding with the demo's stop string.
 Each dtype gets a fresh engine without prefix sharing or reuse (every prompt token is computed), one
-untimed warm-up call on 4 other prompts, then one timed call over all prompts. Prefill time is the
-engine's time in its prefill forwards, decode time its time in decode steps; tokens/s divide the prompt
-tokens and the generated tokens by them. Answers are compared text for text, and each
+untimed warm-up call on 4 other prompts (1 with --quick), then one timed call over all prompts.
+Prefill time is the engine's time in its prefill forwards, decode time its time in decode steps;
+tokens/s divide the prompt tokens and the generated tokens by them. Answers are compared text for text, and each
 dtype's answers are scored with the BFCL checker. `auto` is what the engines pick on this machine
 (toolace_r/precision.py): bf16 only where the CPU has AVX512-BF16 or AMX. The figures go to
 benchmarks/results/engine_dtype.json; the last line is bf16's prefill speed-up.
@@ -87,7 +87,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--max-new-tokens", type=int, default=96)
-    ap.add_argument("--quick", action="store_true", help="3 prompts, 16 new tokens")
+    ap.add_argument("--quick", action="store_true", help="3 prompts, 16 new tokens, one warm-up prompt")
     ap.add_argument("--out", default=str(common.RESULTS / "engine_dtype.json"))
     args = ap.parse_args()
     common.setup(2)
@@ -100,7 +100,7 @@ def main() -> int:
     transformers.logging.set_verbosity_error()
     n, max_new = (3, 16) if args.quick else (args.prompts, args.max_new_tokens)
     examples = held_out(n)
-    warm_examples = held_out(4, skip=n)
+    warm_examples = held_out(1 if args.quick else 4, skip=n)
     tokenizer = transformers.AutoTokenizer.from_pretrained(local_model_dir("smollm2-135m"))
     prompts = [render_example(tokenizer, ex) for ex in examples]
     warm = [render_example(tokenizer, ex) for ex in warm_examples]

@@ -29,15 +29,19 @@ import _bfcl_official_cases as cases_mod  # noqa: E402
 
 def _ours(cases: list[dict], categories: list[str]) -> tuple[list[dict], float]:
     from toolace_r.data import load
+
+    return score_ours(cases, {ex.id: ex for ex in load("bfcl:" + ",".join(categories))})
+
+
+def score_ours(cases: list[dict], examples: dict) -> tuple[list[dict], float]:
+    """Our verdict on every case (a crash is recorded, not raised) and the seconds the checking took."""
     from toolace_r.evaluation.checker import check
 
-    examples = {ex.id: ex for ex in load("bfcl:" + ",".join(categories))}
     out = []
     start = time.perf_counter()
     for case in cases:
-        ex = examples[case["id"]]
         try:
-            v = check(ex, case["result"])
+            v = check(examples[case["id"]], case["result"])
             out.append({"valid": v.valid, "error_type": v.bfcl_error_type,
                         "decoded": None if v.calls is None else [(c.name, c.arguments) for c in v.calls],
                         "crash": None})

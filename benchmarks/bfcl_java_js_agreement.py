@@ -35,25 +35,13 @@ sys.path.insert(0, str(HERE))
 
 import _bfcl_java_js_cases as cases_mod  # noqa: E402
 import _bfcl_official as official  # noqa: E402
-from bfcl_agreement import report  # noqa: E402
+from bfcl_agreement import report, score_ours  # noqa: E402
 
 CASE_TIMEOUT_S = 2
 
 
 def _ours(cases: list[dict], examples: dict) -> tuple[list[dict], float]:
-    from toolace_r.evaluation.checker import check
-
-    out = []
-    start = time.perf_counter()
-    for case in cases:
-        try:
-            v = check(examples[case["id"]], case["result"])
-            out.append({"valid": v.valid, "error_type": v.bfcl_error_type,
-                        "decoded": None if v.calls is None else [(c.name, c.arguments) for c in v.calls],
-                        "crash": None})
-        except Exception as exc:  # noqa: BLE001 - a crash of ours is a finding too
-            out.append({"valid": None, "error_type": None, "decoded": None, "crash": f"{type(exc).__name__}: {exc}"})
-    return out, time.perf_counter() - start
+    return score_ours(cases, examples)
 
 
 def _time_ours(cases: list[dict], examples: dict, repeats: int) -> float:

@@ -336,9 +336,13 @@ def test_killed_run_takes_its_training_ranks_with_it(tiny_model_dir, data, tmp_p
 
 
 GROUP_CHILD = r'''
-import sys
+import signal, sys
 from pathlib import Path
 from toolace_r.training import launch
+
+# Ctrl-C as at a terminal: a shell's background job (how a CI step may start the suite) inherits SIGINT
+# ignored, and Python then leaves it ignored.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 out = Path(sys.argv[1])
 # sh puts a sleeper in its process group and waits: the sleeper has no parent-death signal of its own

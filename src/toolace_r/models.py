@@ -314,7 +314,8 @@ def load_model(name_or_path: str, dtype: str = "float32", device: str = "cpu") -
     dev = _pick_device(device)
     tokenizer = AutoTokenizer.from_pretrained(where)
     choice = pick_dtype(dtype, dev)
-    log_choice(f"model {name_or_path} on {dev}", choice)
+    if dtype == "auto":  # an explicit dtype was chosen by whoever passed it
+        log_choice(f"model {name_or_path} on {dev}", choice)
     model = AutoModelForCausalLM.from_pretrained(where, dtype=getattr(torch, choice.dtype))
     model.to(dev)
     model.eval()

@@ -118,11 +118,13 @@ class HFEngine(Engine):
             if cfg.model is None:
                 raise ValueError("the hf engine needs a model: set `model` (a name or a path)")
             from toolace_r.models import load_model, pick_dtype
+            from toolace_r.precision import log_choice
 
             # "auto": bf16 where the device multiplies it natively, else fp32 (toolace_r/precision.py).
             dtype = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}.get(cfg.dtype, cfg.dtype)
-            self.precision = pick_dtype(dtype, _resolve_device(cfg.device))  # load_model logs the same choice
-            model, loaded_tokenizer = load_model(cfg.model, dtype=dtype, device=cfg.device)
+            self.precision = pick_dtype(dtype, _resolve_device(cfg.device))
+            log_choice(f"hf engine, model {cfg.model}", self.precision)
+            model, loaded_tokenizer = load_model(cfg.model, dtype=self.precision.dtype, device=cfg.device)
             tokenizer = tokenizer or loaded_tokenizer
         elif cfg.dtype != "auto" or cfg.device != "auto":
             model = model.to(

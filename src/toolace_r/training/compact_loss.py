@@ -66,12 +66,17 @@ def trainer_class():
     from trl import SFTTrainer
 
     class CompactLossTrainer(SFTTrainer):
+        _compact_ok: bool | None = None  # the run's set-up does not change between steps: decided once
+
         def _compact(self, model: Any) -> bool:
-            args = self.args
-            parallelism = getattr(self.accelerator, "parallelism_config", None)
-            return (self.compute_loss_func is None and self.label_smoother is None and args.loss_type == "nll"
-                    and not self.aux_loss_enabled and not getattr(parallelism, "sp_enabled", False)
-                    and accepts_logits_to_keep(self.model))
+            if self._compact_ok is None:
+                args = self.args
+                parallelism = getattr(self.accelerator, "parallelism_config", None)
+                self._compact_ok = (self.compute_loss_func is None and self.label_smoother is None
+                                    and args.loss_type == "nll" and not self.aux_loss_enabled
+                                    and not getattr(parallelism, "sp_enabled", False)
+                                    and accepts_logits_to_keep(self.model))
+            return self._compact_ok
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             if not self._compact(model):

@@ -172,6 +172,64 @@ class HFEngine(Engine):
                 bar.close()
         return [GenerationResult(list(c)) for c in results]
 
+    def score(self, prompts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]],
+              progress: bool = False) -> list[list[float]]:
+        """The log-probability of each continuation token given its prompt and the tokens before it:
+        one forward pass over prompt + continuation per item, batched like prefill. The prefix cache
+        serves what it holds and keeps each item's KV afterwards, so sampling the same prompts next
+        prefills almost nothing (the training loop scores gold answers this way before it samples)."""
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts for {len(continuations)} continuations")
+        items = []
+        for i, (p, c) in enumerate(zip(prompts, continuations)):
+            p, c = list(p), list(c)
+            if not p or not c:
+                raise ValueError(f"score: item {i} needs a non-empty prompt and continuation")
+            if self.max_context and len(p) + len(c) > self.max_context:
+                raise ValueError(f"score: item {i} has {len(p) + len(c)} tokens, more than the model's context "
+                                 f"of {self.max_context}")
+            items.append((i, p + c, len(c)))
+        if self._param_versions() != self._weights_version:
+            self.reset_prefix_cache()
+            self._weights_version = self._param_versions()
+        items.sort(key=lambda x: len(x[1]), reverse=True)
+        out: list[list[float]] = [[] for _ in prompts]
+        bar = progress_bar(progress, len(items), "score", "seq")
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                while items:
+                    group, widest = [], 0
+                    while items:
+                        i, ids, n = items[0]
+                        entry, reuse = self._lookup(ids)
+                        reuse = min(reuse, len(ids) - n - 1)  # the prediction of the first token must run
+                        if reuse < self.config.min_prefix_reuse:
+                            entry, reuse = None, 0
+                        width = max(widest, len(ids) - reuse)
+                        if group and width * (len(group) + 1) > self.config.prefill_tokens:
+                            break
+                        group.append((items.pop(0), entry, reuse))
+                        widest = width
+                    keep = max(n for (_, _, n), _, _ in group) + 1
+                    batch, logits = self._prefill([(ids, e, r) for (_, ids, _), e, r in group], 0, keep=keep)
+                    logp = torch.log_softmax(logits.float(), dim=-1)
+                    for slot, ((i, ids, n), _, _) in enumerate(group):
+                        target = torch.tensor(ids[-n:], dtype=torch.long, device=logp.device)
+                        # row logits are right-aligned: column -(n+1) predicts the continuation's first token
+                        rows = logp[slot, keep - n - 1: keep - 1]
+                        out[i] = rows.gather(1, target[:, None]).squeeze(1).tolist()
+                        if self.prefix_cache.max_bytes > 0:
+                            self._remember(ids, batch, slot)
+                    if bar is not None:
+                        bar.update(len(group))
+        finally:
+            self.model.train(was_training)
+            if bar is not None:
+                bar.close()
+        return out
+
     def reset_prefix_cache(self) -> None:
         """Forget cached KV (call after changing the model's weights by other means than in place)."""
         self.prefix_cache.clear()
@@ -285,9 +343,10 @@ class HFEngine(Engine):
             for i, (ids, _, _) in enumerate(group):
                 self._remember(ids, warm, i)
 
-    def _prefill(self, items: list[tuple[list[int], Any, int]], headroom: int) -> tuple[DecodeBatch, torch.Tensor]:
+    def _prefill(self, items: list[tuple[list[int], Any, int]], headroom: int,
+                 keep: int = 1) -> tuple[DecodeBatch, torch.Tensor]:
         """Run the uncached tokens of each (ids, cache entry, reused length); a batch (rows unset) and
-        the last logits [items, vocab]."""
+        the last logits [items, vocab] ([items, keep, vocab] with keep > 1: the last `keep` positions)."""
         g = len(items)
         past = max(reuse for _, _, reuse in items)
         width = max(len(ids) - reuse for ids, _, reuse in items)
@@ -307,7 +366,7 @@ class HFEngine(Engine):
             mask[i, past + width - len(new) : past + width] = 1
         slab.set_length(past)
         position_ids = (mask[:, : past + width].cumsum(-1) - 1).clamp(min=0)[:, past:]
-        logits = self._forward(input_ids, mask[:, : past + width], position_ids, slab)
+        logits = self._forward(input_ids, mask[:, : past + width], position_ids, slab, keep)
         return DecodeBatch(slab, mask, mask.sum(-1), input_ids[:, -1], [None] * g), logits
 
     def _step(self, batch: DecodeBatch, results: list[list], bar) -> None:
@@ -336,13 +395,13 @@ class HFEngine(Engine):
         left = max((batch.rows[i].params.max_new_tokens - len(batch.rows[i].generated) for i in alive), default=1)
         return max(1, min(self.config.decode_chunk, left))
 
-    def _forward(self, input_ids, mask, position_ids, cache) -> torch.Tensor:
-        """Logits of the last position, [rows, vocab]."""
+    def _forward(self, input_ids, mask, position_ids, cache, keep: int = 1) -> torch.Tensor:
+        """Logits of the last position, [rows, vocab] (of the last `keep` positions with keep > 1)."""
         kwargs = {self._cache_kw: cache, "use_cache": True}
         if self._has_logits_to_keep:
-            kwargs["logits_to_keep"] = 1
+            kwargs["logits_to_keep"] = keep
         out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=position_ids, **kwargs)
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :] if keep == 1 else out.logits[:, -keep:, :]
 
     # --- rows --------------------------------------------------------------------------------
 

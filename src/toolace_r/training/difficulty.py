@@ -48,13 +48,15 @@ def default_engine_factory(model_dir: str, cfg: SamplingConfig) -> Engine:
 
 
 def sample_and_score(engine: Engine, tokenizer: Any, examples: Sequence[Any], cfg: SamplingConfig,
-                     prompt_cfg: PromptConfig, seed: int, progress: bool = False) -> list[dict[str, Any]]:
-    """k answers per example, each with the checker's verdict, and the solve rate."""
+                     prompt_cfg: PromptConfig, seed: int, progress: bool = False,
+                     offset: int = 0) -> list[dict[str, Any]]:
+    """k answers per example, each with the checker's verdict, and the solve rate. Example i draws with
+    seed + offset + i, so sampling a pool in slices (offset: the slice's start) gives the same answers."""
     requests = [
         GenerationRequest(
             prompt=render_example(tokenizer, ex, cfg=prompt_cfg),
             params=SamplingParams(n=cfg.k, temperature=cfg.temperature, top_p=cfg.top_p,
-                                  max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop), seed=seed + i),
+                                  max_new_tokens=cfg.max_new_tokens, stop=tuple(cfg.stop), seed=seed + offset + i),
         )
         for i, ex in enumerate(examples)
     ]
@@ -89,13 +91,7 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
 
     import torch
 
-    pairs = []
-    for ex, target in zip(examples, targets):
-        prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        full = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
-        start = max(common_prefix_len(p_ids, full), 1)  # the completion starts where the tokenisations part
-        pairs.append((full, len(full) - start))
+    pairs = [(p + c, len(c)) for p, c in gold_pairs(tokenizer, examples, targets, prompt_cfg)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     device = next(model.parameters()).device
     can_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
@@ -127,6 +123,57 @@ def gold_nll(model: Any, tokenizer: Any, examples: Sequence[Any], targets: Seque
     if bar is not None:
         bar.close()
     return [values[i] for i in range(len(pairs))]
+
+
+def gold_pairs(tokenizer: Any, examples: Sequence[Any], targets: Sequence[str],
+               prompt_cfg: PromptConfig) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, gold completion ids) per example, split where the tokenisations of the prompt and of
+    prompt + completion part (so the two together are exactly the tokenised whole)."""
+    pairs = []
+    for ex, target in zip(examples, targets):
+        prompt, completion = render_pair(tokenizer, ex.tools, ex.messages, target, cfg=prompt_cfg)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        full = tokenizer(prompt + completion, add_special_tokens=False)["input_ids"]
+        start = max(common_prefix_len(p_ids, full), 1)  # the completion starts where the tokenisations part
+        pairs.append((full[:start], full[start:]))
+    return pairs
+
+
+def gold_nll_engine(engine: Any, tokenizer: Any, examples: Sequence[Any], targets: Sequence[str],
+                    prompt_cfg: PromptConfig) -> list[float]:
+    """`gold_nll` computed by an engine that scores continuations (`HFEngine.score`): the same mean
+    token NLL, and the engine's prefix cache keeps each prompt's KV for the sampling that follows."""
+    pairs = gold_pairs(tokenizer, examples, targets, prompt_cfg)
+    logprobs = engine.score([p for p, _ in pairs], [c for _, c in pairs])
+    return [-sum(lp) / len(lp) for lp in logprobs]
+
+
+def sample_and_nll(engine: Any, tokenizer: Any, examples: Sequence[Any], targets: Sequence[str],
+                   cfg: SamplingConfig, prompt_cfg: PromptConfig, seed: int,
+                   progress: bool = False) -> list[dict[str, Any]]:
+    """`sample_and_score` plus each record's "gold_nll", with one prefill per prompt: slice by slice,
+    the engine scores the gold answers (caching the prompts' KV), then samples from the cached prompts.
+    Seeds follow the example's position in the whole list, so the slicing is fixed by the engine's
+    batch size; the answers are drawn as `sample_and_score` draws them, though not bit for bit (KV
+    served from the cache rounds differently from KV computed in the same pass)."""
+    batch = getattr(getattr(engine, "config", None), "batch_size", None) or 16
+    step = max(1, batch // max(1, cfg.k))  # one admission group of the engine per slice
+    bar = progress_bar(progress, len(examples), "sample + gold NLL")
+    records: list[dict[str, Any]] = []
+    try:
+        for lo in range(0, len(examples), step):
+            part = list(examples[lo:lo + step])
+            nlls = gold_nll_engine(engine, tokenizer, part, targets[lo:lo + step], prompt_cfg)
+            got = sample_and_score(engine, tokenizer, part, cfg, prompt_cfg, seed=seed, offset=lo)
+            for r, v in zip(got, nlls):
+                r["gold_nll"] = v
+            records += got
+            if bar is not None:
+                bar.update(len(part))
+    finally:
+        if bar is not None:
+            bar.close()
+    return records
 
 
 def write_samples(path: str | Path, records: Sequence[dict[str, Any]]) -> None:

@@ -72,6 +72,10 @@ def sample_records(cfg: TrainConfig, examples: list, *, model_dir: str, it: int,
     engine = engine_factory(model_dir, cfg.sampling)
     try:
         seed = cfg.sampling.seed + 1_000_003 * it  # each iteration draws fresh samples
+        if cfg.sampling.gold_nll and callable(getattr(engine, "score", None)):
+            # the hf engine scores the gold answers and samples from the same cached prompt KV
+            return difficulty.sample_and_nll(engine, tokenizer, examples, [targets[ex.id] for ex in examples],
+                                             cfg.sampling, cfg.prompt, seed=seed, progress=progress)
         records = difficulty.sample_and_score(engine, tokenizer, examples, cfg.sampling, cfg.prompt,
                                               seed=seed, progress=progress)
         if cfg.sampling.gold_nll:

@@ -172,3 +172,44 @@ def test_a_tie_goes_to_the_earlier_iteration_and_no_slice_means_the_last(tiny_mo
     assert all("validation" not in m for m in plain["iterations"])
     assert plain["best_iteration"] == 1 and plain["best_by"] == "last"
     assert not list((tmp_path / "plain").glob("iter_*/validate.done"))
+
+
+def test_pipeline_scores_the_best_iteration_under_eval_policies(tiny_model_dir, data, tmp_path, monkeypatch):
+    from test_pipeline import eval_factory, make_cfg as pipeline_cfg
+    from toolace_r.pipeline import Pipeline, report
+
+    seen = {}
+
+    def fake_report(root, cfg, arms, examples, summary, *rest, **options):
+        seen.update(arms=dict(arms), summary=summary)
+        return {"grid": {}}
+
+    monkeypatch.setattr(report, "write_report", fake_report)  # report.py's reading of it is tested there
+    cfg = pipeline_cfg(tiny_model_dir, data, "training.data.train_limit=5", "training.data.validation_limit=3",
+                       "training.loop.min_growth=-1", "eval.policies=[adaptive, checked]",
+                       "eval.iteration_policies=[adaptive]")
+    out = tmp_path / "demo"
+    pipeline = Pipeline(cfg, out, echo=lambda s: None, engine_factory=eval_factory,
+                        train_engine_factory=val_factory([{"w1"}, {"w1", "w3", "n2"}, {"w1", "w2", "p2"}]))
+    pipeline.run()
+    summary = json.loads((out / "toolace_r" / "summary.json").read_text())
+    assert summary["best_iteration"] == 0 and summary["best_by"] == "validation" and len(summary["iterations"]) == 2
+    assert pipeline.reported_arm == seen["summary"]["reported_arm"] == "toolace_r@0"
+    assert list(seen["arms"]) == ["base", "toolace_r@0", "toolace_r@1", "control"]
+    policies = lambda arm: sorted(p.name for p in (out / "eval" / arm).iterdir() if (p / "eval.done").exists())
+    assert policies("toolace_r@0") == ["adaptive", "checked"]  # the reported arm: eval.policies
+    assert policies("toolace_r@1") == ["adaptive"]  # the last, not the best: eval.iteration_policies
+    # the control trains on the pool alone, never on a validation item
+    control_ids = {json.loads(line)["id"] for line in (out / "control" / "corpus.jsonl").read_text().splitlines()}
+    assert control_ids and not control_ids & {"n2", "p2", "w3"}
+
+
+def test_reported_arm_without_a_best_iteration_is_the_last_trained():
+    from toolace_r.pipeline.run import reported_arm
+
+    trained = {"toolace_r@0": "a", "toolace_r@2": "b"}
+    assert reported_arm({"iterations": []}, trained) == "toolace_r@2"  # a summary from before best_iteration
+    assert reported_arm({"best_iteration": 0}, trained) == "toolace_r@0"
+    assert reported_arm({"best_iteration": None}, {}) is None
+    with pytest.raises(ValueError, match="best_iteration 1 has no trained model"):
+        reported_arm({"best_iteration": 1}, trained)

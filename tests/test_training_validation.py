@@ -147,6 +147,8 @@ def test_loop_scores_validation_and_picks_the_best_iteration(tiny_model_dir, dat
         trained = {json.loads(line)["id"] for line in (root / f"iter_{it}/corpus.jsonl").read_text().splitlines()}
         assert not (sampled | trained) & {"n2", "p2", "w3"}
     assert any("validation accuracy: 0.667 on 3 items" in line for line in lines)
+    assert "best iteration by accuracy on a validation slice" in (root / "iter_0/model/README.md").read_text()
+    assert "best iteration" not in (root / "iter_1/model/README.md").read_text()
 
     # resume: the finished validation stages are not redone (no engine is even made)...
     made: list = []

@@ -309,7 +309,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     writable_dir(args.output_dir or cfg.output_dir, "the run directory")
     summary = run_training(cfg, output_dir=args.output_dir, resume=args.resume)
     print_json({"stop_reason": summary["stop_reason"], "final_model": summary["final_model"],
-                 "iterations": len(summary["iterations"])})
+                 "iterations": len(summary["iterations"]), "best_iteration": summary["best_iteration"],
+                 "best_by": summary["best_by"], "best_model": summary["best_model"]})
     return 0
 
 

@@ -226,6 +226,8 @@ def write_run_cards(run_dir: str | Path, cfg: Any, summary: dict[str, Any], base
             continue
         note = "This is the run's final model." if str(folder) == final else \
             f"An intermediate model (iteration {m['iteration']}); the run's final model is {final}."
+        if summary.get("best_by") == "validation" and m["iteration"] == summary.get("best_iteration"):
+            note += " It is the run's best iteration by accuracy on a validation slice of its training source."
         text = model_card(name=f"{Path(cfg.model).name} · toolace-r iteration {m['iteration']}", base_model=cfg.model,
                           model_dir=str(folder), tokenizer=tokenizer, prompt_cfg=cfg.prompt, data_train=cfg.data.train,
                           settings=settings, scores=scores, note=note)

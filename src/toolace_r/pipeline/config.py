@@ -24,7 +24,9 @@ class EvalConfig:
     policies: refine stop policies run for trained models; `none` (a single pass) is read from round 0
     of the first policy's traces: with greedy decoding round 0 is the identical computation, so
     running it again would only repeat it. base_policies: the same for the untrained model;
-    iteration_policies: for the ToolACE-R iterations before the last one.
+    iteration_policies: for the other ToolACE-R iterations than the reported one (the training run's
+    best_iteration: by validation accuracy with training.data.validation_limit, else the last;
+    docs/method.md#validation).
     limit: items per category (the first ones in file order: the same items for every arm).
     """
 
@@ -41,7 +43,7 @@ class EvalConfig:
     chunk_size: int = 32
     engine: str = "hf"
     engine_options: dict[str, Any] = field(default_factory=lambda: {"dtype": "auto", "batch_size": 16})
-    # Models of the iterations before the last one: these policies ([] leaves them out).
+    # Models of the iterations other than the reported (best) one: these policies ([] leaves them out).
     iteration_policies: list[str] = field(default_factory=lambda: ["adaptive"])
 
 
@@ -62,9 +64,10 @@ class ControlConfig:
 class GoalsConfig:
     """What report.md gives a verdict on (pipeline/report.py); a verdict left off is not computed.
 
-    beat_control: does the last ToolACE-R model (its best policy) score above the control (its best)?
-    refinement: does each refine policy that stops by itself (adaptive, checked) fix more answers than it
-    breaks on the last ToolACE-R model, within `max_compute_ratio` times the single pass's computed tokens?
+    beat_control: does the reported ToolACE-R model (`Pipeline.reported_arm`, its best policy) score above
+    the control (its best)? refinement: does each refine policy that stops by itself (adaptive, checked)
+    fix more answers than it breaks on the reported ToolACE-R model, within `max_compute_ratio` times the
+    single pass's computed tokens?
     Either counts as yes only when the item-by-item test finds the difference significant (exact McNemar
     p < 0.05, docs/method.md#paired-tests); a smaller lead is "no detectable difference".
     """

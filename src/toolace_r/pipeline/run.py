@@ -8,7 +8,10 @@ every model scored under every refinement policy on the same held-out items.
           stages.json         wall seconds and tokens of every stage
           report.md, report.json, report.png
 
-Arms: `base` (the starting model), `toolace_r@N` (the model after iteration N), `control`. Every stage
+Arms: `base` (the starting model), `toolace_r@N` (the model after iteration N), `control`. The reported
+ToolACE-R arm (`reported_arm`) is the training run's `best_iteration`: chosen on its validation slice
+when it has one, else its last iteration that trained (docs/method.md#validation); it alone is scored
+under `eval.policies`, the other iterations under `eval.iteration_policies`. Every stage
 is a `toolace_r.stages.Stage` of the output directory (a `.done` marker with the hashes of its inputs, as
 in the training loop), so a rerun after an interruption picks up where it stopped and a rerun of a
 finished pipeline only rewrites the report.
@@ -51,6 +54,7 @@ class Pipeline:
         self.echo = echo or (lambda line: print(line, file=sys.stderr, flush=True))
         self.engine_factory = engine_factory
         self.train_engine_factory = train_engine_factory
+        self.reported_arm: str | None = None  # set by run(): the toolace_r@N arm reported as ToolACE-R
         # stages.json, the manifest: wall seconds and tokens of every stage that ran
         self.dir = RunDir(self.root, manifest="stages.json", echo=self.echo)
 
@@ -75,8 +79,12 @@ class Pipeline:
             self._evaluate("base", self.base_model, e.base_policies)
             summary = self._toolace_r()
             iteration_models = trained_models(self.root / "toolace_r", summary)
-            for i, (arm, model_dir) in enumerate(iteration_models.items()):
-                policies = e.policies if i == len(iteration_models) - 1 else e.iteration_policies
+            self.reported_arm = reported_arm(summary, iteration_models)
+            if self.reported_arm:
+                self.echo(f"pipeline: reporting {self.reported_arm} as ToolACE-R (best iteration by "
+                          f"{summary.get('best_by', 'last')})")
+            for arm, model_dir in iteration_models.items():
+                policies = e.policies if arm == self.reported_arm else e.iteration_policies
                 if policies:
                     arms[arm] = model_dir
                     self._evaluate(arm, model_dir, policies)
@@ -87,7 +95,9 @@ class Pipeline:
                     self._evaluate("control", control_model, e.policies)
             from .report import write_report
 
-            report = write_report(self.root, cfg, arms, self.examples, summary, self.dir.manifest())
+            # summary["reported_arm"]: which toolace_r@N arm is the reported ToolACE-R (report.py)
+            report = write_report(self.root, cfg, arms, self.examples, {**summary, "reported_arm": self.reported_arm},
+                                  self.dir.manifest())
             self._cards(summary, report)
             self.echo(f"report: {self.root / 'report.md'}")
             return report
@@ -143,7 +153,10 @@ class Pipeline:
             self.echo("[control] skipped: the ToolACE-R run trained on nothing")
             return None
         sft_cfg = with_overrides(cfg.training.sft, {"epochs": 1.0, "max_steps": -1, **cfg.control.sft_overrides})
-        inputs = {"target": target, "match": cfg.control.match, "seed": cfg.control.seed, "data": cfg.training.data,
+        # The control trains on the pool alone, which data.validation_limit never changes: leaving it out keeps
+        # the control's stages (and their hashes in runs made before it existed) as they are.
+        data = {k: v for k, v in dataclasses.asdict(cfg.training.data).items() if k != "validation_limit"}
+        inputs = {"target": target, "match": cfg.control.match, "seed": cfg.control.seed, "data": data,
                   "prompt": cfg.training.prompt, "sft": sft_cfg, "model": model_fingerprint(self.base_model)}
 
         def corpus(d: Path, _: dict) -> dict[str, Any]:
@@ -207,6 +220,22 @@ def with_overrides(section: Any, overrides: dict[str, Any]) -> Any:
     return from_dict(type(section), {**to_dict(section), **overrides}, where="control.sft_overrides")
 
 
+def arm_name(iteration: int) -> str:
+    """The arm of the model after ToolACE-R iteration `iteration`."""
+    return f"toolace_r@{iteration}"
+
+
+def reported_arm(summary: dict[str, Any], trained: dict[str, str]) -> str | None:
+    """The arm reported as ToolACE-R: the run's `best_iteration` (summary.json), or, for a summary from
+    before there was one, the last iteration that trained. None when no iteration trained."""
+    best = summary.get("best_iteration")
+    if best is not None:
+        if arm_name(best) not in trained:
+            raise ValueError(f"summary.json's best_iteration {best} has no trained model (trained: {sorted(trained)})")
+        return arm_name(best)
+    return list(trained)[-1] if trained else None
+
+
 def trained_models(run_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
     """arm name -> model folder, for every iteration that trained (in order)."""
     out: dict[str, str] = {}
@@ -215,5 +244,5 @@ def trained_models(run_dir: Path, summary: dict[str, Any]) -> dict[str, str]:
         if train.exists():
             info = json.loads(train.read_text(encoding="utf-8"))
             if info.get("steps"):
-                out[f"toolace_r@{m['iteration']}"] = info["model_dir"]
+                out[arm_name(m["iteration"])] = info["model_dir"]
     return out

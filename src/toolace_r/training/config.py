@@ -21,7 +21,9 @@ DEFAULT_NO_CALL_TEXT = "None of the given functions can be used to answer this q
 class DataConfig:
     """train: a toolace_r.data source, required (`require_train_source`); train_limit: at most this many
     items, taken round-robin over the categories so a small limit still sees every category. eval
-    (optional): held-out source scored greedily after each iteration."""
+    (optional): held-out source scored greedily after each iteration. validation_limit (optional): that
+    many items of data.train the pool did not take (round-robin over categories, never trained on), scored
+    after each iteration to choose the run's best one (docs/method.md#validation)."""
 
     # No default: the one that was here (BFCL's live and exec categories) trained on the benchmark the
     # runs are scored on whenever a config forgot to name its pool.
@@ -32,6 +34,11 @@ class DataConfig:
     no_call_text: str = DEFAULT_NO_CALL_TEXT
     data_dir: str | None = None  # passed to the loaders as data_dir= when set (BFCL data folder)
     max_prompt_tokens: int | None = None  # leave out training items whose prompt is longer (bounds CPU cost)
+    validation_limit: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.validation_limit is not None and self.validation_limit < 0:
+            raise ValueError(f"data.validation_limit: a number of items >= 0, not {self.validation_limit!r}")
 
 
 def require_train_source(data: DataConfig, where: str = "data.train") -> str:
@@ -322,6 +329,7 @@ class LoopConfig:
     min_growth: int = 0
     progress: bool = True
     eval_base: bool = True  # also score the starting model on data.eval (written to base/eval.json)
+    validate_base: bool = False  # also score the starting model on the validation slice (base/validation.json)
 
 
 @dataclass

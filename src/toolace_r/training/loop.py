@@ -1,7 +1,8 @@
 """The iterative training loop, one directory per iteration, resumable phase by phase.
 
     iter_N/  samples.jsonl (sample) -> selection.json (select) -> corpus.jsonl (corpus)
-             -> model/ + train.json (train) -> eval.json + eval/ (eval, optional) -> metrics.json
+             -> model/ + train.json (train) -> validation.json + validation/ (validate, optional)
+             -> eval.json + eval/ (eval, optional) -> metrics.json
 
 Every phase is a `toolace_r.stages.Stage` of the run directory: it reruns only when the hashes of what it
 reads (config sections, upstream files, the model) changed or it never finished, so `--resume` after a
@@ -10,9 +11,14 @@ last complete trainer checkpoint), and redoes whatever a changed config section 
 an iteration's selection gains no more than `loop.min_growth` new items (from iteration 1 on; an iteration
 that trains on the warm-up never stops the run) or after `loop.max_iterations` (docs/method.md#stopping).
 The children of a phase die with the process that started them (training/launch.py).
+With `data.validation_limit`, every iteration that trained is scored on a validation slice of the
+training source that the pool never holds, and summary.json's `best_iteration` is the one with the
+highest validation accuracy (the earlier on a tie); without one, the last that trained
+(docs/method.md#validation). The held-out `data.eval` score is only reported, never used to choose.
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import shutil
@@ -27,10 +33,10 @@ from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerpr
 from . import corpus as corpus_mod
 from . import difficulty, launch, selection
 from .config import TrainConfig, require_train_source
-from .items import load_items, training_items
+from .items import load_items, training_split
 from .summary import format_metrics, plot_summary
 
-PHASES = ("sample", "select", "corpus", "train", "eval")
+PHASES = ("sample", "select", "corpus", "train", "validate", "eval")
 
 
 def train_stage(where: str, model_dir: str, rows: list, sft_cfg: Any, config: Mapping[str, Any], progress: bool,
@@ -121,7 +127,9 @@ class TrainingRun:
         from toolace_r.models import local_model_dir
 
         self.base_model = local_model_dir(cfg.model)
-        self.examples, self.targets, skipped = training_items(cfg)
+        split = training_split(cfg)
+        self.examples, self.targets, skipped = split.pool, split.targets, split.skipped
+        self.validation = split.validation  # never trained on: not in the pool (training/items.py)
         if not self.examples:
             raise ValueError(f"data.train {cfg.data.train!r}: no trainable examples")
         self.by_id = {ex.id: ex for ex in self.examples}
@@ -131,11 +139,14 @@ class TrainingRun:
             self.eval_examples, _, _ = load_items(cfg.data.eval, cfg.data.eval_limit, cfg.data.no_call_text,
                                                   cfg.data.data_dir)
         self.echo(f"train items: {len(self.examples)} ({skipped} skipped: no single right answer or prompt "
-                  f"too long); eval items: {len(self.eval_examples)}; run dir: {self.root}")
+                  f"too long); validation items: {len(self.validation)}; eval items: {len(self.eval_examples)}; "
+                  f"run dir: {self.root}")
         self.manifest = {
             "model": {"source": cfg.model, "path": self.base_model},
             "data": {"train": cfg.data.train, "items": len(self.examples), "skipped_untrainable": skipped,
-                     "items_hash": self.items_hash, "eval": cfg.data.eval, "eval_items": len(self.eval_examples)},
+                     "items_hash": self.items_hash, "validation_items": len(self.validation),
+                     "validation_ids": [ex.id for ex in self.validation],
+                     "eval": cfg.data.eval, "eval_items": len(self.eval_examples)},
             "iterations": [],
         }
 
@@ -148,10 +159,14 @@ class TrainingRun:
             iterations: list[dict[str, Any]] = []
             model_dir, prev_sel = self.base_model, None
             stop_reason = "max_iterations"
-            base_eval = self._eval("base", self.base_model) if self.eval_examples and self.cfg.loop.eval_base \
-                else None
+            base_eval = self._eval("base", self.base_model)["accuracy"] \
+                if self.eval_examples and self.cfg.loop.eval_base else None
             if base_eval is not None:
                 self.echo(f"base model held-out accuracy: {base_eval:.3f}")
+            base_validation = self._validate("base", self.base_model) \
+                if self.validation and self.cfg.loop.validate_base else None
+            if base_validation is not None:
+                self.echo(f"base model validation accuracy: {base_validation['accuracy']:.3f}")
             for it in range(self.cfg.loop.max_iterations):
                 metrics, model_dir, prev_sel, stop = self._iteration(it, model_dir, prev_sel)
                 iterations.append(metrics)
@@ -159,8 +174,13 @@ class TrainingRun:
                 if stop:
                     stop_reason = stop
                     break
+            best = best_iteration(iterations)
             summary = {"base_eval": base_eval, "iterations": iterations, "stop_reason": stop_reason,
-                       "final_model": str(model_dir), "final_selection": prev_sel["selected"] if prev_sel else []}
+                       "final_model": str(model_dir), "final_selection": prev_sel["selected"] if prev_sel else [],
+                       **best, "best_model": str(self.root / f"iter_{best['best_iteration']}" / "model")
+                       if best["best_iteration"] is not None else None}
+            if base_validation is not None:
+                summary["base_validation"] = base_validation
             write_json(self.root / "summary.json", summary)
             write_json(self.root / "manifest.json", self.manifest)
             from toolace_r.servable import write_run_cards
@@ -170,7 +190,8 @@ class TrainingRun:
                 plot_summary(summary, self.root / "summary.png")
             except Exception as exc:  # a figure is a convenience; the JSON above is the record
                 self.echo(f"could not draw summary.png: {exc}")
-            self.echo(f"stopped: {stop_reason}; final model: {model_dir}")
+            self.echo(f"stopped: {stop_reason}; final model: {model_dir}; best iteration: "
+                      f"{best['best_iteration']} (by {best['best_by']})")
             return summary
 
     def _iteration(self, it: int, model_in: str, prev_sel: dict | None):
@@ -229,15 +250,26 @@ class TrainingRun:
         metrics.update(train_loss=train["train_loss"], train_steps=train["steps"])
         model_out = train["model_dir"]
 
+        # validate (optional): greedy accuracy on the validation slice, which chooses the best iteration
+        if self.validation and train["steps"]:
+            metrics["validation"] = self._validate(where, model_out)
         # eval (optional): greedy accuracy on the held-out set
         if self.eval_examples:
-            metrics["eval"] = self._eval(where, model_out)
+            metrics["eval"] = self._eval(where, model_out)["accuracy"]
         self._finish_iteration(where, it, metrics)
         return metrics, model_out, sel, None
 
-    def _eval(self, where: str, model_dir: str) -> float:
-        """Greedy single-pass held-out accuracy of `model_dir` (where/eval.json, where/eval/): the
-        pipeline's evaluation of an arm (`eval_stage`), with the loop's engine and the `eval` section."""
+    def _validate(self, where: str, model_dir: str) -> dict[str, Any]:
+        """Greedy single-pass accuracy of `model_dir` on the validation slice (where/validation.json,
+        where/validation/), overall and by category: the `validate` phase."""
+        return self._eval(where, model_dir, self.validation, "validate", "validation",
+                          f"[{where}] validating on {len(self.validation)} items of the training source")
+
+    def _eval(self, where: str, model_dir: str, examples: list | None = None, name: str = "eval",
+              subdir: str = "eval", note: str = "") -> dict[str, Any]:
+        """Greedy single-pass accuracy of `model_dir` on `examples` (default: the held-out set) as
+        where/<subdir>.json ({accuracy, items, by_category}) and where/<subdir>/: the pipeline's evaluation
+        of an arm (`eval_stage`) as the stage `name`, with the loop's engine and the `eval` section."""
         from toolace_r.refine import RefineConfig
 
         cfg = self.cfg
@@ -247,16 +279,31 @@ class TrainingRun:
         make_engine = functools.partial(self.engine_factory, model_dir, cfg.sampling)
         from toolace_r.evaluation.benchmarks import benchmark_of
 
-        benchmark = benchmark_of(self.eval_examples[0])  # data.eval may name any benchmark's source
-        stage = eval_stage(where, self.eval_examples, model_dir, rcfg, make_engine, engines, {"model": model_dir},
-                           benchmark, subdir="eval", summary_file="eval.json", tokenizer=True, progress=self.progress,
-                           note=f"[{where}] evaluating on {len(self.eval_examples)} held-out items")
-        return self.dir.run(stage)["accuracy"]
+        examples = self.eval_examples if examples is None else examples
+        benchmark = benchmark_of(examples[0])  # data.eval (or data.train) may name any benchmark's source
+        stage = eval_stage(where, examples, model_dir, rcfg, make_engine, engines, {"model": model_dir},
+                           benchmark, subdir=subdir, summary_file=f"{subdir}.json", tokenizer=True,
+                           progress=self.progress,
+                           note=note or f"[{where}] evaluating on {len(examples)} held-out items")
+        return self.dir.run(dataclasses.replace(stage, name=name))
 
     def _finish_iteration(self, where: str, it: int, metrics: dict[str, Any]) -> None:
         write_json(self.root / where / "metrics.json", metrics)
         phases = {p: m for p in PHASES if (m := self.dir.marker(where, p)) is not None}
         self.manifest["iterations"].append({"iteration": it, "dir": where, "phases": phases})
+
+
+def best_iteration(iterations: list[dict[str, Any]]) -> dict[str, Any]:
+    """summary.json's choice of the run's model: `best_iteration`, the iteration that trained with the
+    highest validation accuracy (the earlier one on a tie), `best_by` "validation"; without validation
+    scores, the last iteration that trained, `best_by` "last". `best_iteration` is None if none trained."""
+    trained = [m for m in iterations if m.get("train_steps")]
+    scored = [m for m in trained if m.get("validation") is not None]
+    if scored:
+        # max keeps the first of equal keys: on a tie the earlier iteration wins
+        best = max(scored, key=lambda m: m["validation"]["accuracy"])
+        return {"best_iteration": best["iteration"], "best_by": "validation"}
+    return {"best_iteration": trained[-1]["iteration"] if trained else None, "best_by": "last"}
 
 
 def run_training(cfg: TrainConfig, output_dir: str | Path | None = None, resume: bool = False,

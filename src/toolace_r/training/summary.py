@@ -15,6 +15,9 @@ def format_metrics(m: dict[str, Any]) -> str:
         loss = m.get("train_loss")
         lines.append(f"  corpus {m['corpus']}, steps {m.get('train_steps')}, "
                      f"loss {'-' if loss is None else f'{loss:.4f}'}")
+    if m.get("validation") is not None:
+        v = m["validation"]
+        lines.append(f"  validation accuracy: {v['accuracy']:.3f} on {v['items']} items")
     if "eval" in m:
         lines.append(f"  held-out accuracy: {m['eval']:.3f}")
     if "stopped" in m:
@@ -23,7 +26,8 @@ def format_metrics(m: dict[str, Any]) -> str:
 
 
 def plot_summary(summary: dict[str, Any], path: str | Path) -> None:
-    """Per-iteration figures as one PNG: selection size, mean solve rate, training loss, held-out accuracy."""
+    """Per-iteration figures as one PNG: selection size, mean solve rate, training loss, held-out accuracy
+    (and validation accuracy, when the run has a validation slice)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,6 +39,8 @@ def plot_summary(summary: dict[str, Any], path: str | Path) -> None:
               ("mean solve rate", [m["mean_solve_rate"] for m in its]),
               ("training loss", [m.get("train_loss") for m in its]),
               ("held-out accuracy", [m.get("eval") for m in its])]
+    if any(m.get("validation") for m in its):
+        panels.append(("validation accuracy", [(m.get("validation") or {}).get("accuracy") for m in its]))
     fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3))
     for ax, (title, ys) in zip(axes, panels):
         points = [(a, b) for a, b in zip(x, ys) if b is not None]

@@ -210,8 +210,10 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
 
 
 def _tokenizer(model_dir: str) -> Any:
-    """The model's tokenizer, or None when `model_dir` does not load as one (the corpus tokens are then
-    left out)."""
+    """The tokenizer of the model folder `model_dir`, or None when it is none or does not load (the corpus
+    tokens are then left out)."""
+    if not Path(model_dir).is_dir():  # a hub name: no download for a report
+        return None
     try:
         from transformers import AutoTokenizer
 
@@ -424,8 +426,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         seconds = it.get("seconds") or {}
         lines.append(f"| {it['iteration']} | {_num(it.get('mean_solve_rate'), '.3f')} | {it.get('selected')} "
                      f"(+{it.get('growth')}) | {it.get('warmup')} | {it.get('train_items')} | {it.get('train_by_group')} | "
-                     f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)} | "
-                     f"{it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
+                     + (f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)}" if corpus else "–")
+                     + f" | {it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
                      f"{_pct(val)}{' (best)' if it.get('best') else ''} | "
                      f"{_num(seconds.get('sample'), '.0f')} | {_num(seconds.get('train'), '.0f')} |")
     lines.append(f"\nStop: {report.get('stop_reason')}.")

@@ -97,15 +97,20 @@ def plot_compute(curve: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (arm, entry), marker in zip(curve["arms"].items(), ("o", "s", "^", "D")):
+    # each arm's labels on its own side of the points, so that two arms at one point stay readable
+    for (arm, entry), marker, offset in zip(curve["arms"].items(), ("o", "s", "^", "D"),
+                                            ((4, 5), (4, -11), (4, 14), (4, -20))):
         pts = [p for p in entry["points"] if p["compute_tokens_per_example"] is not None and p["accuracy"] is not None]
         pts.sort(key=lambda p: p["compute_tokens_per_example"])
-        xs = [p["compute_tokens_per_example"] for p in pts]
-        ys = [100 * p["accuracy"] for p in pts]
-        ax.plot(xs, ys, marker=marker, linestyle=":", label=arm)
-        for p, x, y in zip(pts, xs, ys):
-            ax.annotate(p["policy"] + ("*" if p["significant"] else ""), (x, y), textcoords="offset points",
-                        xytext=(4, 4), fontsize=7)
+        ax.plot([p["compute_tokens_per_example"] for p in pts], [100 * p["accuracy"] for p in pts], marker=marker,
+                linestyle=":", label=arm)
+        labels: dict[tuple[float, float], list[str]] = {}  # policies at the same point share one label
+        for p in pts:
+            key = (p["compute_tokens_per_example"], 100 * p["accuracy"])
+            labels.setdefault(key, []).append(p["policy"] + ("*" if p["significant"] else ""))
+        for (x, y), names in labels.items():
+            ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+    ax.margins(x=0.08, y=0.12)
     ax.set_xlabel("computed tokens per item (prefilled + generated)")
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title("test-time compute (* significant against the single pass)")

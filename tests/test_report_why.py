@@ -225,7 +225,8 @@ def test_compute_curve_and_why_from_run_files(tmp_path, tiny_model_dir):
     assert "| fixed:1 | 100.0 (12/12) | 220 | 2.00 | +8 | 0.008 | yes | 33.3 (4/12) | 220 | 2.00 | +0 | 1.000 | no |" in md
     assert "| toolace_r@0 | vote:2 | 2 | " + f"{wrong_simple} 2 | 1 | unexpected_call 1 |" in md
     assert "| live_simple | 2 | 1 | 3 | 3 |" in md and "| 0 | 60.0 (10 items) | **best** | 3/2/1 |" in md
-    assert "ToolACE-R below means **toolace_r@0** (best iteration by validation)." in md
+    assert "ToolACE-R below means **toolace_r@0** (the best iteration by validation)." in md
+    assert report["reported_by"] == "validation"
     on_disk = json.loads((root / "report.json").read_text())
     assert on_disk["compute_curve"] == json.loads(json.dumps(curve)) and on_disk["why"]["flips_by_error"] == flips
 
@@ -256,7 +257,8 @@ def test_reported_arm_is_explicit_and_no_lead_below_significance_is_a_win(tmp_pa
     assert list(report["grid"]["toolace_r@0"]) == ["none", "adaptive", "fixed:1", "vote:2"]
     md = (root / "report.md").read_text()
     assert "**no detectable difference from the control**" in md and "beats" not in md
-    assert "ToolACE-R below means **toolace_r@1**" in md
+    assert "ToolACE-R below means **toolace_r@1** (named for this report)." in md
+    assert report["reported_by"] == "explicit" and report["best_iteration"] == 0
     rows = _paired_rows(md)
     assert len(rows) == len(report["paired_tests"]) > 10
     assert all(verdict == "no detectable difference" for p, verdict in rows if p >= 0.05)
@@ -275,7 +277,7 @@ def test_report_without_control_validation_or_none_run(tmp_path):
     root, cfg, arms, summary = make_run(tmp_path, control=False)
     summary = {"iterations": [{k: v for k, v in m.items() if k != "validation"} for m in summary["iterations"]]}
     report = write_report(root, cfg, arms, ITEMS, summary, {})  # no best_iteration: the last arm
-    assert report["reported"] == "toolace_r@1" and report["best_by"] == "last"
+    assert report["reported"] == "toolace_r@1" and report["best_by"] == report["reported_by"] == "last"
     assert "toolace_r_vs_control" not in report["verdicts"] and list(report["compute_curve"]["arms"]) == ["toolace_r@1"]
     assert report["why"]["iterations"][0]["validation"] is None and report["why"]["iterations"][0]["best"] is False
     assert report["why"]["iterations"][0]["corpus"]["tokens"] is None  # "b" is no model: rows only

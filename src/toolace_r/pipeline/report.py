@@ -190,6 +190,7 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         "reported": final_tr,
         "best_iteration": summary.get("best_iteration"),
         "best_by": summary.get("best_by") if summary.get("best_iteration") is not None else "last",
+        "reported_by": _reported_by(final_tr, reported, summary),
         "compute_curve": compute_curve(grid, side, tests, cfg.goals.max_compute_ratio),
         "why": why(root, summary, grid, side, examples, tokenizer),
     }
@@ -207,6 +208,17 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
     except Exception as exc:
         report["compute_plot_error"] = str(exc)
     return report
+
+
+def _reported_by(arm: str | None, explicit: str | None, summary: dict[str, Any]) -> str | None:
+    """Why `arm` is the reported one: the training run's pick (summary.json `best_by`, e.g. validation), "last"
+    (no pick), or "explicit" (the caller named another arm)."""
+    if arm is None:
+        return None
+    best = summary.get("best_iteration")
+    if best is not None and arm == f"toolace_r@{best}":
+        return summary.get("best_by") or "validation"
+    return "explicit" if explicit is not None else "last"
 
 
 def _tokenizer(model_dir: str) -> Any:
@@ -352,9 +364,10 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"Held-out: {h['items']} BFCL items ({h['categories']}; the first {h['limit_per_category']} of each "
              "category), the same for every arm; greedy decoding. Accuracy in %; " + summary_note + " `none` is the "
              "arm's single pass (its own run, or round 0 of its first refinement run: the identical computation).",
-             *([f"ToolACE-R below means **{report['reported']}**"
-                + (f" (best iteration by {report['best_by']})" if report.get("best_by") == "validation" else
-                   " (the last iteration evaluated)") + "."] if report.get("reported") else []), "",
+             *([f"ToolACE-R below means **{report['reported']}** ("
+                + {"last": "the last iteration evaluated", "explicit": "named for this report"}.get(
+                    report.get("reported_by"), f"the best iteration by {report.get('reported_by')}")
+                + ")."] if report.get("reported") else []), "",
              *([_pool_sentence(report["pool"]), ""] if "pool" in report else []),
              "## Accuracy by arm and refinement policy", "",
              "| arm | policy | " + " | ".join(cats) + f" | all items | {summary_col} | avg rounds | fixes | breaks | "

@@ -166,7 +166,8 @@ def test_compute_curve_and_why_from_run_files(tmp_path, tiny_model_dir):
 
     # paired tests: the reported arm against the control, each trained arm against base, each policy
     # against the same model's single pass (vote and fixed included)
-    keys = {(t["kind"], t["a"]["arm"], t["a"]["policy"], t["b"]["arm"], t["b"]["policy"]) for t in report["paired_tests"]}
+    keys = {(t["kind"], t["a"]["arm"], t["a"]["policy"], t["b"]["arm"], t["b"]["policy"])
+            for t in report["paired_tests"]}
     for p in ("adaptive", "fixed:1", "vote:2"):
         assert ("refinement_vs_single_pass", "toolace_r@0", p, "toolace_r@0", "none") in keys
         assert ("refinement_vs_single_pass", "control", p, "control", "none") in keys
@@ -222,7 +223,8 @@ def test_compute_curve_and_why_from_run_files(tmp_path, tiny_model_dir):
     assert (root / "compute.png").stat().st_size > 1000 and (root / "report.png").stat().st_size > 1000
     md = (root / "report.md").read_text()
     assert "## Test-time compute, side by side" in md and "## Why, measured" in md
-    assert "| fixed:1 | 100.0 (12/12) | 220 | 2.00 | +8 | 0.008 | yes | 33.3 (4/12) | 220 | 2.00 | +0 | 1.000 | no |" in md
+    assert ("| fixed:1 | 100.0 (12/12) | 220 | 2.00 | +8 | 0.008 | yes | 33.3 (4/12) | 220 | 2.00 | +0 | 1.000 | no |"
+            in md)
     assert "| toolace_r@0 | vote:2 | 2 | " + f"{wrong_simple} 2 | 1 | unexpected_call 1 |" in md
     assert "| live_simple | 2 | 1 | 3 | 3 |" in md and "| 0 | 60.0 (10 items) | **best** | 3/2/1 |" in md
     assert "ToolACE-R below means **toolace_r@0** (the best iteration by validation)." in md

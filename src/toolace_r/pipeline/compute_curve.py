@@ -40,17 +40,19 @@ def compute_curve(grid: dict[str, dict[str, dict[str, Any]]], arms: Sequence[str
     return out
 
 
+def _named(points: list[dict[str, Any]]) -> str:
+    return ", ".join(f"`{p['policy']}` (net {p['net']:+d}, {p['compute_ratio']:.2f}x, p = {p_text(p['p_value'])})"
+                     for p in points)
+
+
 def _sentence(arm: str, pays: list[dict[str, Any]], dearer: list[dict[str, Any]], budget: float) -> str:
+    """Where extra compute pays off for `arm`: only significant net gains are named (p < 0.05)."""
     if pays:
-        text = (f"{arm}: extra compute pays off within {budget:g}x the single pass's tokens with "
-                + ", ".join(f"`{p['policy']}` (net {p['net']:+d}, {p['compute_ratio']:.2f}x, p = {p_text(p['p_value'])})"
-                            for p in pays) + ".")
+        text = f"{arm}: extra compute pays off within {budget:g}x the single pass's tokens with {_named(pays)}."
     else:
         text = f"{arm}: {NO_GAIN}" + (f" within {budget:g}x the single pass's tokens" if dearer else "") + "."
     if dearer:
-        text += (" Above that budget: " + ", ".join(
-            f"`{p['policy']}` (net {p['net']:+d}, {p['compute_ratio']:.2f}x, p = {p_text(p['p_value'])})"
-            for p in dearer) + ".")
+        text += f" Above that budget: {_named(dearer)}."
     return text
 
 
@@ -67,7 +69,7 @@ def render_compute_markdown(curve: dict[str, Any], pct: Any, num: Any) -> list[s
     lines = ["", "## Test-time compute, side by side", "",
              "Accuracy against the tokens computed per item (prefilled + generated) under every policy; net: fixes "
              "minus breaks against the same model's single pass, p: its exact McNemar test (`significant` only "
-             f"when p < 0.05). Figure: compute.png.", "",
+             "when p < 0.05). Figure: compute.png.", "",
              "| policy | " + " | ".join(f"{arm} {c}" for arm in arms for c in cols) + " |",
              "|---|" + "---|" * (len(cols) * len(arms))]
     for policy in policies:

@@ -78,7 +78,8 @@ PAIRED_KINDS = {"toolace_r_vs_control": "ToolACE-R vs control", "arm_vs_base": "
 def paired_tests(root: Path, grid: dict[str, dict[str, Any]], first_policy: dict[str, str], final_tr: str | None,
                  examples: Sequence[Any], best: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Item-by-item tests (evaluation/stats.py) of every comparison the report makes, A against B:
-    the reported ToolACE-R model (`final_tr`: the best iteration on validation, else the last) against the control (their best policies, `best`: arm -> policy, then each
+    the reported ToolACE-R model (`final_tr`: the best iteration on validation, else the last) against
+    the control (their best policies, `best`: arm -> policy, then each
     shared policy), each trained arm against the base model under each shared policy, and each refinement
     policy against the same arm's single pass. wins: items right for A only; losses: for B only."""
     cache: dict[tuple[str, str], dict[str, bool]] = {}

@@ -431,14 +431,16 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("paired_tests"):
         lines += paired_table(report["paired_tests"])
     lines += ["", "## ToolACE-R iterations", "",
-              "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
-              "| steps | loss | validation | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group "
+              "| corpus sft/fix/keep | steps | loss | validation | sample s | train s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for it in report.get("iterations", []):
         corpus = it.get("corpus") or {}
         val = (it.get("validation") or {}).get("accuracy")
         seconds = it.get("seconds") or {}
         lines.append(f"| {it['iteration']} | {_num(it.get('mean_solve_rate'), '.3f')} | {it.get('selected')} "
-                     f"(+{it.get('growth')}) | {it.get('warmup')} | {it.get('train_items')} | {it.get('train_by_group')} | "
+                     f"(+{it.get('growth')}) | {it.get('warmup')} | {it.get('train_items')} | "
+                     f"{it.get('train_by_group') or '–'} | "
                      + (f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)}" if corpus else "–")
                      + f" | {it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
                      f"{_pct(val)}{' (best)' if it.get('best') else ''} | "

@@ -129,15 +129,16 @@ def render_why_markdown(w: dict[str, Any], pct: Any) -> list[str]:
         how = {"validation": "the best validation accuracy", "last": "the last iteration (no validation)"}
         lines += [f"Reported iteration: {best if best is not None else 'the last'}"
                   + (f", chosen by {how.get(w.get('best_by'), w.get('best_by'))}" if w.get("best_by") else "") + ".",
-                  "", "| iteration | validation accuracy | best | corpus rows sft/fix/keep | corpus tokens sft/fix/keep |",
-                  "|---|---|---|---|---|"]
+                  "", "| iteration | validation accuracy | best | corpus rows sft/fix/keep "
+                      "| corpus tokens sft/fix/keep |", "|---|---|---|---|---|"]
         for it in its:
             v = it.get("validation") or {}
             c = it.get("corpus") or {}
             rows = c.get("rows") or {}
             toks = c.get("tokens")
-            lines.append(f"| {it['iteration']} | {pct(v.get('accuracy'))}"
-                         + (f" ({v['items']} items)" if v.get("items") else "") + f" | {'**best**' if it['best'] else ''} | "
+            items = f" ({v['items']} items)" if v.get("items") else ""
+            mark = "**best**" if it["best"] else ""
+            lines.append(f"| {it['iteration']} | {pct(v.get('accuracy'))}{items} | {mark} | "
                          + ("/".join(str(rows.get(k, 0)) for k in KINDS) if c else "–") + " | "
                          + ("/".join(str(toks.get(k, 0)) for k in KINDS) if toks else "–") + " |")
         for it in its:
@@ -156,7 +157,8 @@ def render_why_markdown(w: dict[str, Any], pct: Any) -> list[str]:
     if flips:
         lines += ["", "What each policy fixed and broke, by the checker's error type (a fix: the type of the wrong "
                       "answer before it; a break: of the wrong answer after it).", "",
-                  "| arm | policy | fixes | fixed error types | breaks | breaking error types |", "|---|---|---|---|---|---|"]
+                  "| arm | policy | fixes | fixed error types | breaks | breaking error types |",
+                  "|---|---|---|---|---|---|"]
         lines += [f"| {f['arm']} | {f['policy']} | {f['total_fixes']} | {_counts(f['fixes'])} | {f['total_breaks']} | "
                   f"{_counts(f['breaks'])} |" for f in flips.values()]
     return lines if len(lines) > 3 else []

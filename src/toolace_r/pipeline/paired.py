@@ -90,7 +90,7 @@ def paired_tests(root: Path, grid: dict[str, dict[str, Any]], first_policy: dict
         return cache[arm, policy]
 
     pairs: list[tuple[str, str, str, str, str]] = []
-    if final_tr and "control" in grid:
+    if final_tr in grid and "control" in grid:
         if best:
             pairs.append(("toolace_r_vs_control", final_tr, best[final_tr], "control", best["control"]))
         pairs += [("toolace_r_vs_control", final_tr, p, "control", p) for p in grid[final_tr] if p in grid["control"]]

@@ -275,6 +275,8 @@ def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, 
     `ahead` / `net` are the raw differences; `beats` / `net_gain` hold only when the paired test finds the
     difference significant (p < alpha), so a lead of an item or two is never a win."""
     out: dict[str, Any] = {}
+    if final_tr not in grid:
+        final_tr = None  # no evaluation of the reported arm on disk: nothing to give a verdict on
     if goals.beat_control and final_tr and "control" in grid:
         tr_pol, tr = _best(grid, final_tr)
         c_pol, c = _best(grid, "control")

@@ -26,10 +26,8 @@ def item_verdicts(root: Path, arm: str, policy: str, first_policy: str, examples
     return out
 
 
-def traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list]]:
-    """id -> (trace, right or wrong after each round) for one evaluation run's traces, scored with the
-    parser the run's metrics were scored with (config.json `parse_format`: native answers decode so)."""
-    from toolace_r.evaluation.rounds import round_verdicts
+def _run_traces(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> tuple[list, dict, str | None]:
+    """One evaluation run's traces of `examples`, the examples by id, and the parser its metrics used."""
     from toolace_r.refine import read_traces
 
     d = root / "eval" / arm / policy.replace(":", "_")
@@ -37,8 +35,39 @@ def traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[s
     fmt = json.loads(config.read_text(encoding="utf-8")).get("parse_format") if config.exists() else None
     fmt = None if fmt in (None, "bfcl") else fmt
     by_id = {ex.id: ex for ex in examples}
-    return {t.id: (t, round_verdicts(by_id[t.id], t, fmt))
-            for t in read_traces(d / "traces.jsonl") if t.id in by_id}
+    return [t for t in read_traces(d / "traces.jsonl") if t.id in by_id], by_id, fmt
+
+
+def traced(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list]]:
+    """id -> (trace, right or wrong after each round) for one evaluation run's traces, scored with the
+    parser the run's metrics were scored with (config.json `parse_format`: native answers decode so)."""
+    from toolace_r.evaluation.rounds import round_verdicts
+
+    traces, by_id, fmt = _run_traces(root, arm, policy, examples)
+    return {t.id: (t, round_verdicts(by_id[t.id], t, fmt)) for t in traces}
+
+
+def traced_errors(root: Path, arm: str, policy: str, examples: Sequence[Any]) -> dict[str, tuple[Any, list, list]]:
+    """id -> (trace, right or wrong after each round, the checker's error type after each round) for one
+    evaluation run: `traced` plus `Verdict.error_type` (evaluation/checker.py; None for a right answer),
+    scored the same way (an unscored item's verdicts are None, as in `round_verdicts`)."""
+    from toolace_r.evaluation.benchmarks import score
+
+    traces, by_id, fmt = _run_traces(root, arm, policy, examples)
+    out = {}
+    for t in traces:
+        verdicts: list[bool | None] = []
+        errors: list[str | None] = []
+        for i, rnd in enumerate(t.rounds):
+            if i and rnd.answer == t.rounds[i - 1].answer:  # unchanged answer: the same verdict
+                verdicts.append(verdicts[-1])
+                errors.append(errors[-1])
+                continue
+            v = score(by_id[t.id], rnd.answer, fmt)
+            verdicts.append(None if v.error_type == "unscored" else v.valid)
+            errors.append(None if v.valid else v.error_type)
+        out[t.id] = (t, verdicts, errors)
+    return out
 
 
 # paired_tests' kinds of comparison, as the report's table names them
@@ -49,7 +78,8 @@ PAIRED_KINDS = {"toolace_r_vs_control": "ToolACE-R vs control", "arm_vs_base": "
 def paired_tests(root: Path, grid: dict[str, dict[str, Any]], first_policy: dict[str, str], final_tr: str | None,
                  examples: Sequence[Any], best: dict[str, str] | None = None) -> list[dict[str, Any]]:
     """Item-by-item tests (evaluation/stats.py) of every comparison the report makes, A against B:
-    the last ToolACE-R model against the control (their best policies, `best`: arm -> policy, then each
+    the reported ToolACE-R model (`final_tr`: the best iteration on validation, else the last) against
+    the control (their best policies, `best`: arm -> policy, then each
     shared policy), each trained arm against the base model under each shared policy, and each refinement
     policy against the same arm's single pass. wins: items right for A only; losses: for B only."""
     cache: dict[tuple[str, str], dict[str, bool]] = {}
@@ -60,7 +90,7 @@ def paired_tests(root: Path, grid: dict[str, dict[str, Any]], first_policy: dict
         return cache[arm, policy]
 
     pairs: list[tuple[str, str, str, str, str]] = []
-    if final_tr and "control" in grid:
+    if final_tr in grid and "control" in grid:
         if best:
             pairs.append(("toolace_r_vs_control", final_tr, best[final_tr], "control", best["control"]))
         pairs += [("toolace_r_vs_control", final_tr, p, "control", p) for p in grid[final_tr] if p in grid["control"]]

@@ -4,8 +4,14 @@ Reads what the stages wrote (eval/<arm>/<policy>/metrics.json and traces, toolac
 control/, stages.json) and writes report.json (all figures), report.md (tables, the verdicts on the
 configured goals, what broke) and report.png. Nothing here runs a model; rewriting the report is cheap.
 
-`none` rows come from round 0 of the arm's first policy run: greedy round 0 is the same computation
-under every policy, so it is the single-pass result and its cost.
+`none` rows come from the arm's own single-pass run (eval/<arm>/none/) when there is one, else from
+round 0 of the arm's first policy run: greedy round 0 is the same computation under every policy, so it
+is the single-pass result and its cost.
+
+The reported ToolACE-R arm (`reported`) is the iteration validation picked (summary.json
+`best_iteration`), else the last one evaluated; every verdict, test and table about "ToolACE-R" is about it.
+Beside the grid: test-time compute side by side (pipeline/compute_curve.py, compute.png) and what
+selection, corpus and refinement did, measured (pipeline/why.py).
 
 Every comparison the verdicts rest on is also tested item by item (`paired_tests`, evaluation/stats.py):
 ToolACE-R against the control, each trained arm against the base model, each refinement policy against
@@ -22,7 +28,9 @@ from toolace_r.evaluation.report import percent
 from toolace_r.evaluation.runner import summary_name
 from toolace_r.files import dumps, write_files
 
+from .compute_curve import plot_compute, render_compute_markdown, compute_curve
 from .paired import ci_text, find_test, p_text, paired_table, paired_tests, traced
+from .why import render_why_markdown, why
 
 
 # A row's summary of summaries: BFCL's (single-turn) `overall` when the held-out set covers all its
@@ -40,15 +48,39 @@ def _slug(policy: str) -> str:
 
 
 def policy_rows(root: Path, arm: str, policies: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """policy -> figures, with `none` derived from round 0 of the first policy run."""
+    """policy -> figures. `none` comes first: from the arm's own single-pass run when `policies` holds
+    `none` or eval/<arm>/none/ exists, else derived from round 0 of the first policy run."""
     out: dict[str, dict[str, Any]] = {}
-    for i, policy in enumerate(policies):
-        m = _load(root / "eval" / arm / _slug(policy) / "metrics.json")
-        ref = m["refinement"]
-        if i == 0:
+    own_none = "none" in policies or _has_run(root, arm, "none")
+    if own_none:
+        out["none"] = _row(_load(root / "eval" / arm / "none" / "metrics.json")["refinement"], round_index=None)
+    for policy in (p for p in policies if p != "none"):
+        ref = _load(root / "eval" / arm / _slug(policy) / "metrics.json")["refinement"]
+        if not out:
             out["none"] = _row(ref, round_index=0)
         out[policy] = _row(ref, round_index=None)
     return out
+
+
+def _has_run(root: Path, arm: str, policy: str) -> bool:
+    return (root / "eval" / arm / _slug(policy) / "metrics.json").exists()
+
+
+def arm_policies(root: Path, arm: str, listed: Sequence[str], configured: Sequence[str]) -> list[str]:
+    """The policies `arm` was scored under: those of its role (`listed`, in order) that ran, then any other
+    configured policy (`configured`) whose run is there (a reported iteration other than the last one)."""
+    out = [p for p in listed if _has_run(root, arm, p)]
+    return out + [p for p in configured if p not in out and _has_run(root, arm, p)]
+
+
+def reported_arm(arms: Sequence[str], summary: dict[str, Any]) -> str | None:
+    """The ToolACE-R arm the report is about: toolace_r@<best_iteration> when summary.json names one that
+    was evaluated, else the last toolace_r arm (None: no iteration trained)."""
+    trained = [a for a in arms if a.startswith("toolace_r@")]
+    best = summary.get("best_iteration")
+    if best is not None and f"toolace_r@{best}" in trained:
+        return f"toolace_r@{best}"
+    return trained[-1] if trained else None
 
 
 def _row(ref: dict[str, Any], round_index: int | None) -> dict[str, Any]:
@@ -101,7 +133,8 @@ def iteration_rows(run_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any
         d = run_dir / f"iter_{m['iteration']}"
         row = {k: m.get(k) for k in ("iteration", "items", "mean_solve_rate", "selected", "growth", "warmup",
                                      "train_items", "train_by_group", "corpus", "train_loss", "train_steps",
-                                     "stopped", "solve_rate_hist")}
+                                     "stopped", "solve_rate_hist", "validation")}
+        row["best"] = summary.get("best_iteration") is not None and m["iteration"] == summary["best_iteration"]
         row["seconds"] = {phase: _load(d / f"{phase}.done").get("seconds")
                           for phase in ("sample", "corpus", "train") if (d / f"{phase}.done").exists()}
         rows.append(row)
@@ -109,23 +142,36 @@ def iteration_rows(run_dir: Path, summary: dict[str, Any]) -> list[dict[str, Any
 
 
 def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[Any], summary: dict[str, Any],
-                 stages: dict[str, Any]) -> dict[str, Any]:
+                 stages: dict[str, Any], *, reported: str | None = None, tokenizer: Any = None) -> dict[str, Any]:
+    """report.json, report.md, report.png and compute.png of the run in `root`. reported: the ToolACE-R arm
+    the verdicts are about (default `reported_arm`: the best iteration on validation, else the last).
+    tokenizer: counts the corpus tokens by kind (default: the base model's, `arms["base"]`, when it loads)."""
     grid: dict[str, dict[str, dict[str, Any]]] = {}
     trained = [a for a in arms if a != "base"]
-    final_tr = [a for a in trained if a.startswith("toolace_r@")]
-    final_tr = final_tr[-1] if final_tr else None
+    final_tr = reported if reported is not None else reported_arm(list(arms), summary)
+    if final_tr is not None and final_tr not in arms:
+        raise ValueError(f"reported arm {final_tr!r} is not among the arms {list(arms)}")
+    e = cfg.eval
+    configured = list(dict.fromkeys([*e.policies, *e.iteration_policies, *e.base_policies]))
     first_policy: dict[str, str] = {}
     for arm in arms:
-        policies = cfg.eval.base_policies if arm == "base" else \
-            cfg.eval.policies if arm in (final_tr, "control") else cfg.eval.iteration_policies
+        listed = e.base_policies if arm == "base" else e.policies if arm in (final_tr, "control") else \
+            e.iteration_policies
+        policies = arm_policies(root, arm, listed, configured)
+        if not policies and not _has_run(root, arm, "none"):
+            continue  # an arm with no evaluation on disk has no row
         grid[arm] = policy_rows(root, arm, policies)
-        first_policy[arm] = policies[0]
+        # item verdicts of `none`: round 0 of this run (the single-pass run itself when there is one)
+        first_policy[arm] = "none" if ("none" in policies or _has_run(root, arm, "none")) else policies[0]
     best = {arm: _best(grid, arm)[0] for arm in (final_tr, "control") if arm in grid}
     tests = paired_tests(root, grid, first_policy, final_tr, examples, best if len(best) == 2 else None)
     verdicts = _verdicts(grid, final_tr, cfg.goals, tests)
+    side = [a for a in (final_tr, "control") if a in grid]
+    if tokenizer is None and arms.get("base"):
+        tokenizer = _tokenizer(arms["base"])
     flips = {}
     for arm in trained:
-        for policy in grid[arm]:
+        for policy in grid.get(arm, {}):
             if _stops_itself(policy):
                 flips[f"{arm}, {policy}"] = transitions(root, arm, policy, examples)
     report = {
@@ -141,6 +187,12 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         "verdicts": verdicts,
         "paired_tests": tests,
         "transitions": flips,
+        "reported": final_tr,
+        "best_iteration": summary.get("best_iteration"),
+        "best_by": summary.get("best_by") if summary.get("best_iteration") is not None else "last",
+        "reported_by": _reported_by(final_tr, reported, summary),
+        "compute_curve": compute_curve(grid, side, tests, cfg.goals.max_compute_ratio),
+        "why": why(root, summary, grid, side, examples, tokenizer),
     }
     control = root / "control" / "control.json"
     if control.exists():
@@ -151,20 +203,57 @@ def write_report(root: Path, cfg: Any, arms: dict[str, str], examples: Sequence[
         plot_report(report, root / "report.png")
     except Exception as exc:  # the JSON and markdown are the record; a figure is a convenience
         report["plot_error"] = str(exc)
+    try:
+        plot_compute(report["compute_curve"], root / "compute.png")
+    except Exception as exc:
+        report["compute_plot_error"] = str(exc)
     return report
 
 
-def _stops_itself(policy: str) -> bool:
-    """Whether a policy decides per item when to stop (adaptive, checked), not none or fixed:N."""
+def _reported_by(arm: str | None, explicit: str | None, summary: dict[str, Any]) -> str | None:
+    """Why `arm` is the reported one: the training run's pick (summary.json `best_by`, e.g. validation), "last"
+    (no pick), or "explicit" (the caller named another arm)."""
+    if arm is None:
+        return None
+    best = summary.get("best_iteration")
+    if best is not None and arm == f"toolace_r@{best}":
+        return summary.get("best_by") or "validation"
+    return "explicit" if explicit is not None else "last"
+
+
+def _tokenizer(model_dir: str) -> Any:
+    """The tokenizer of the model folder `model_dir`, or None when it is none or does not load (the corpus
+    tokens are then left out)."""
+    if not Path(model_dir).is_dir():  # a hub name: no download for a report
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(model_dir)
+    except Exception:
+        return None
+
+
+def _policy_attr(policy: str, attr: str, default: Any) -> Any:
+    """An attribute of the stop policy `policy` names (refine/policies.py), or `default` for a name this
+    install does not know (a report rewritten from another version's files)."""
     from toolace_r.refine import get_policy
 
-    return get_policy(policy).rounds is None
+    if policy.split(":")[0] == "vote":
+        return default  # vote:N samples a majority; it is no stop policy that decides per item
+    try:
+        return getattr(get_policy(policy), attr, default)
+    except (KeyError, ValueError):
+        return default
+
+
+def _stops_itself(policy: str) -> bool:
+    """Whether a policy decides per item when to stop (adaptive, checked), not none, fixed:N or vote:N."""
+    return policy != "none" and _policy_attr(policy, "rounds", 0) is None
 
 
 def _checks_schema(policy: str) -> bool:
-    from toolace_r.refine import get_policy
-
-    return get_policy(policy).check
+    return bool(_policy_attr(policy, "check", False))
 
 
 def _best(grid: dict[str, dict[str, dict[str, Any]]], arm: str) -> tuple[str, dict[str, Any]]:
@@ -186,6 +275,8 @@ def _verdicts(grid: dict[str, dict[str, dict[str, Any]]], final_tr: str | None, 
     `ahead` / `net` are the raw differences; `beats` / `net_gain` hold only when the paired test finds the
     difference significant (p < alpha), so a lead of an item or two is never a win."""
     out: dict[str, Any] = {}
+    if final_tr not in grid:
+        final_tr = None  # no evaluation of the reported arm on disk: nothing to give a verdict on
     if goals.beat_control and final_tr and "control" in grid:
         tr_pol, tr = _best(grid, final_tr)
         c_pol, c = _best(grid, "control")
@@ -273,8 +364,12 @@ def render_markdown(report: dict[str, Any]) -> str:
                         "overall, so it is not the leaderboard's number.")
     lines = [f"# ToolACE-R pipeline report: {report['model']}", "",
              f"Held-out: {h['items']} BFCL items ({h['categories']}; the first {h['limit_per_category']} of each "
-             "category), the same for every arm; greedy decoding. Accuracy in %; " + summary_note + " `none` is round 0 of the "
-             "arm's first refinement run (the identical single pass).", "",
+             "category), the same for every arm; greedy decoding. Accuracy in %; " + summary_note + " `none` is the "
+             "arm's single pass (its own run, or round 0 of its first refinement run: the identical computation).",
+             *([f"ToolACE-R below means **{report['reported']}** ("
+                + {"last": "the last iteration evaluated", "explicit": "named for this report"}.get(
+                    report.get("reported_by"), f"the best iteration by {report.get('reported_by')}")
+                + ")."] if report.get("reported") else []), "",
              *([_pool_sentence(report["pool"]), ""] if "pool" in report else []),
              "## Accuracy by arm and refinement policy", "",
              "| arm | policy | " + " | ".join(cats) + f" | all items | {summary_col} | avg rounds | fixes | breaks | "
@@ -296,7 +391,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 acc = r["accuracy_by_round"] + [None] * (4 - len(r["accuracy_by_round"]))
                 lines.append(f"| {arm} | {policy} | " + " | ".join(_pct(a) for a in acc[:4])
                              + f" | {r.get('stop_reasons', {})} |")
-    v = report["verdicts"]
+    v = report.get("verdicts", {})
     lines += ["", "## The goals", ""]
     if "toolace_r_vs_control" in v:
         t = v["toolace_r_vs_control"]
@@ -333,32 +428,41 @@ def render_markdown(report: dict[str, Any]) -> str:
                      f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x "
                      f"in wall time: **{'within' if a['within_cost'] else 'above'}** the {v['max_compute_ratio']:g}x "
                      "budget (tokens).")
+    if report.get("compute_curve"):
+        lines += render_compute_markdown(report["compute_curve"], _pct, _num)
     if report.get("paired_tests"):
         lines += paired_table(report["paired_tests"])
     lines += ["", "## ToolACE-R iterations", "",
-              "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group | corpus sft/fix/keep "
-              "| steps | loss | sample s | train s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for it in report["iterations"]:
+              "| iteration | mean solve rate | selected (+growth) | warm-up | trained on | by group "
+              "| corpus sft/fix/keep | steps | loss | validation | sample s | train s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for it in report.get("iterations", []):
         corpus = it.get("corpus") or {}
-        lines.append(f"| {it['iteration']} | {_num(it['mean_solve_rate'], '.3f')} | {it['selected']} "
-                     f"(+{it['growth']}) | {it['warmup']} | {it['train_items']} | {it['train_by_group']} | "
-                     f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)} | "
-                     f"{it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
-                     f"{_num(it['seconds'].get('sample'), '.0f')} | {_num(it['seconds'].get('train'), '.0f')} |")
+        val = (it.get("validation") or {}).get("accuracy")
+        seconds = it.get("seconds") or {}
+        lines.append(f"| {it['iteration']} | {_num(it.get('mean_solve_rate'), '.3f')} | {it.get('selected')} "
+                     f"(+{it.get('growth')}) | {it.get('warmup')} | {it.get('train_items')} | "
+                     f"{it.get('train_by_group') or '–'} | "
+                     + (f"{corpus.get('sft', 0)}/{corpus.get('fix', 0)}/{corpus.get('keep', 0)}" if corpus else "–")
+                     + f" | {it.get('train_steps') or '–'} | {_num(it.get('train_loss'), '.3f')} | "
+                     f"{_pct(val)}{' (best)' if it.get('best') else ''} | "
+                     f"{_num(seconds.get('sample'), '.0f')} | {_num(seconds.get('train'), '.0f')} |")
     lines.append(f"\nStop: {report.get('stop_reason')}.")
     if "control" in report:
         c = report["control"]
         lines.append(f"\nControl: {c['rows']} rows ({c['distinct_items']} distinct of {c['pool_items']} pool items, "
                      f"{c['passes']} pass(es)), {c['train_tokens']} training tokens for a target of {c['target']} "
                      f"({c['match']}).")
+    if report.get("why"):
+        lines += render_why_markdown(report["why"], _pct)
     lines += ["", "## Stages: wall time and tokens", "", "| stage | wall s | tokens | notes |", "|---|---|---|---|"]
-    for name, s in report["stages"].items():
+    for name, s in report.get("stages", {}).items():
         tokens = s.get("train_tokens", s.get("compute_tokens"))
         notes = {k: v for k, v in s.items() if k not in ("seconds", "train_tokens", "compute_tokens", "config",
                                                          "per_iteration")}
         lines.append(f"| {name} | {_num(s.get('seconds'), '.1f')} | {tokens if tokens is not None else '–'} | "
                      f"{notes or ''} |")
-    for arm, flips in report["transitions"].items():
+    for arm, flips in report.get("transitions", {}).items():
         if flips["fixed"] or flips["broke"]:
             lines += ["", f"## What refinement changed: {arm}", ""]
             for kind in ("fixed", "broke"):

@@ -218,3 +218,48 @@ def test_grid_equals_separate_runs_with_the_embedded_model(embedded_model_dir):
     items = [conv(q) for q in ("Call f with x equal to 3", "hello there", "what is f of 2?")]
     _hf_grid_check(model, tokenizer, items, ["none", "adaptive", "checked", "fixed:1", "fixed:3", "vote:3"],
                    max_new_tokens=16, chunk_size=2, batch_size=8)
+
+
+# --- the grid as a stage --------------------------------------------------------------------------------
+
+def test_grid_stage_writes_each_policy_as_eval_stage_would(chatml_tokenizer, tmp_path, tiny_model_dir):
+    import json
+
+    from toolace_r.data.example import Example, Gold
+    from toolace_r.evaluation.rounds import write_refine_outputs
+    from toolace_r.stages import RunDir, grid_stage
+
+    script = {"a": ["[f(x=1)]", "[f(x=2)]", "[f(x=2)]", "[f(x=2)]"], "b": ["hi", "hi", "x", "y"]}
+    samples = {"a": ["[f(x=2)]", "[f(x=2)]"], "b": ["[f(x=3)]", "no"]}
+    from toolace_r.calls import ToolCall
+
+    items = [Example(q, [{"role": "user", "content": q}], TOOLS, Gold("calls", calls=[ToolCall("f", {"x": 2})]))
+             for q in script]
+    configs = {p: RefineConfig(policy=p) for p in ("none", "adaptive", "fixed:2", "vote:3", "checked")}
+    made = []
+
+    def make_engine():
+        made.append(VoteEngine(script, samples, chatml_tokenizer))
+        return made[-1]
+
+    stage = grid_stage("eval/m", items, str(tiny_model_dir), configs, make_engine, {"engine": "scripted"},
+                       {"arm": "m"})
+    with RunDir(tmp_path) as rd:
+        got = rd.run(stage)
+        assert rd.run(stage) == got and len(made) == 1  # done: read back, nothing rerun
+    d = tmp_path / "eval" / "m"
+    assert set(got["policies"]) == set(configs) and got["grid"]["policies"] == list(configs)
+    assert (d / "grid.done").exists() and got["grid"]["seconds"] >= 0
+    for policy, cfg in configs.items():
+        alone = refine(items, VoteEngine(script, samples, chatml_tokenizer), cfg)
+        want = tmp_path / "alone" / policy
+        write_refine_outputs(items, alone, want, {"arm": "m"}, "bfcl")
+        slug = policy.replace(":", "_")
+        assert (d / slug / "traces.jsonl").read_text() == (want / "traces.jsonl").read_text()
+        assert (d / slug / "predictions.jsonl").read_text() == (want / "predictions.jsonl").read_text()
+        m, w = (json.loads((p / "metrics.json").read_text())["refinement"] for p in (d / slug, want))
+        assert m["all"]["tokens_per_example"] == w["all"]["tokens_per_example"]
+        assert m["all"]["final_accuracy"] == w["all"]["final_accuracy"]
+    multi = Example("mt", [{"role": "user", "content": "a"}], TOOLS, Gold("multi_turn", turns=[[]]))
+    with pytest.raises(ValueError, match="single-turn items only"):
+        grid_stage("eval/m", [*items, multi], str(tiny_model_dir), configs, make_engine, {}, {})

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from toolace_r.config import save_config, to_dict
-from toolace_r.stages import RunDir, Stage, hash_obj, model_fingerprint, read_json
+from toolace_r.stages import RunDir, Stage, eval_stage, hash_obj, model_fingerprint, read_json
 from toolace_r.training.config import require_train_source
 from toolace_r.training.loop import run_training, train_stage
 from toolace_r.training.sft import training_tokens
@@ -166,14 +166,37 @@ class Pipeline:
         """Score one arm under its policies and the single pass `none`, all from one shared run (a grid stage,
         eval/<arm>/grid.done; toolace_r/refine/grid.py): round 0 once, the policies that differ only in when
         they stop read off one refine chain. Each policy keeps its directory eval/<arm>/<policy>/ and its
-        stages.json entry (the shared run's wall seconds, marked shared; its own tokens and accuracy)."""
+        stages.json entry (the shared run's wall seconds, marked shared; its own tokens and accuracy).
+        With BFCL multi-turn items, which the grid does not run, each policy runs alone (eval_stage)."""
         from toolace_r.engines import get_engine
+        from toolace_r.evaluation.multi_turn_loop import is_multi_turn
         from toolace_r.refine import RefineConfig
         from toolace_r.stages import grid_stage
 
         e = self.cfg.eval
         make_engine = (lambda: self.engine_factory(model_dir)) if self.engine_factory else \
             (lambda: get_engine(e.engine, model=model_dir, **e.engine_options))
+        if any(is_multi_turn(ex) for ex in self.examples):
+            for policy in policies:
+                rcfg = RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
+                                                 max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,
+                                                 prompt=self.cfg.training.prompt)
+                run_info = {"arm": arm, "model": model_dir, "policy": policy, "examples": len(self.examples)}
+                stage = eval_stage(f"eval/{arm}/{policy_slug(policy)}", self.examples, model_dir, rcfg, make_engine,
+                                   {"engine": e.engine, "engine_options": e.engine_options}, run_info, e.benchmark,
+                                   progress=self.cfg.progress,
+                                   note=f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
+
+                def record_one(rounds: dict[str, Any], seconds: float, policy: str = policy) -> dict[str, Any]:
+                    pooled = rounds["all"]
+                    self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
+                              f"(single pass {pooled['single_pass_accuracy']:.3f}), {rounds['wall_seconds']:.0f} s")
+                    compute = pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]
+                    return {"seconds": round(rounds["wall_seconds"], 2), "compute_tokens": round(compute),
+                            "accuracy": pooled["final_accuracy"]}
+
+                self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record_one))
+            return
         names = ["none", *(p for p in policies if p != "none")]
         configs = {policy: RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
                                                      max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,

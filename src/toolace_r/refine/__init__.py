@@ -28,6 +28,7 @@ reuses its KV (docs/method.md#refine-prompt, #kv-reuse). The package by concern:
 from toolace_r.refine.config import GUARDS, RefineConfig
 from toolace_r.refine.files import prediction_rows, read_traces, write_predictions, write_traces
 from toolace_r.refine.loop import Conversation, as_conversation, refine
+from toolace_r.refine.grid import GridResult, refine_grid
 from toolace_r.refine.policies import (
     STOP_POLICIES,
     Adaptive,
@@ -47,8 +48,8 @@ from toolace_r.refine.policies import (
 from toolace_r.refine.traces import STOP_REASONS, RefineResult, Round, Trace, describe_round
 
 __all__ = [
-    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Adaptive", "Checked", "Conversation", "Fixed", "RefineConfig",
-    "RefineResult", "Round", "SinglePass", "StopPolicy", "Trace", "Vote", "answer_key", "as_conversation", "describe_round",
-    "get_policy", "known_policies", "prediction_rows", "read_traces", "refine", "register_policy", "same_answer",
-    "vote_choice", "vote_key", "write_predictions", "write_traces",
+    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Adaptive", "Checked", "Conversation", "Fixed", "GridResult",
+    "RefineConfig", "RefineResult", "Round", "SinglePass", "StopPolicy", "Trace", "Vote", "answer_key",
+    "as_conversation", "describe_round", "get_policy", "known_policies", "prediction_rows", "read_traces", "refine",
+    "refine_grid", "register_policy", "same_answer", "vote_choice", "vote_key", "write_predictions", "write_traces",
 ]

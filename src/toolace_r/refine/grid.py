@@ -16,7 +16,9 @@ Token accounting equals that of separate runs on fresh engines: each branch (the
 policy) runs on its own fork of the engine's prefix cache, which holds round 0's entries (of this chunk
 and earlier ones) and nothing of another branch, so round r of a branch finds in the cache only round 0
 and its own earlier rounds, as a separate run does. Work goes chunk by chunk (`RefineConfig.chunk_size`),
-like the loop, so a chunk's KV stays in the bounded cache. Engines without a prefix cache just run.
+like the loop, so a chunk's KV stays in the bounded cache. Engines without a prefix cache just run; an
+engine whose cache the grid cannot fork (vLLM's own prefix caching, a server's) reports its cached tokens
+as it sees them, which may count more reuse than separate runs would (the answers are the same).
 Where a separate run would see more (the same item twice, in two chunks) or its cache would evict
 other entries than the grid's, the cached/prompt split can differ; answers cannot.
 

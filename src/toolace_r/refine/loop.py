@@ -158,8 +158,9 @@ class _Loop:
         if not active:
             return []
         base = self.cfg.round0
-        requests = [self._request(convs[i], [], replace(base, n=self.policy.votes - 1, temperature=self.cfg.vote_temperature,
-                                                        top_p=1.0, seed=self.cfg.vote_seed + offset + i))
+        requests = [self._request(convs[i], [], replace(base, n=self.policy.votes - 1,
+                                                        temperature=self.cfg.vote_temperature, top_p=1.0,
+                                                        seed=self.cfg.vote_seed + offset + i))
                     for i in active]
         start = time.perf_counter()
         results = self.engine.generate(requests)

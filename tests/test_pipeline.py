@@ -151,6 +151,15 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     assert report["pool"]["overlap"] == [] and report["pool"]["held_out_categories"] == CATS.split(",")
     assert (out / "report.png").stat().st_size > 1000
     assert (out / "eval" / "control" / "fixed_3" / "traces.jsonl").exists()
+    # one shared run per arm: none gets its own directory, every policy its stages.json entry
+    assert (out / "eval" / "control" / "none" / "metrics.json").exists()
+    shared = json.loads((out / "eval" / "control" / "grid.json").read_text())
+    assert shared["policies"] == ["none", "adaptive", "checked", "fixed:3"]
+    for p in ("none", "adaptive", "checked", "fixed_3"):
+        entry = stages[f"eval/control/{p}"]
+        assert entry["shared"] == "eval/control/grid.json" and entry["seconds"] == round(shared["seconds"], 2)
+    assert stages["eval/control/none"]["accuracy"] == control["none"]["accuracy"]
+    assert stages["eval/control/fixed_3"]["compute_tokens"] > stages["eval/control/none"]["compute_tokens"]
     # the final model's card carries the arms' held-out scores from this report
     card = (out / "toolace_r" / "iter_1" / "model" / "README.md").read_text()
     assert "This is the run's final model." in card
@@ -163,11 +172,13 @@ def test_pipeline_arms_grid_verdicts_and_resume(tiny_model_dir, data, tmp_path):
     again = run_pipeline(make_cfg(tiny_model_dir, data, policies), out, echo=lambda s: None, engine_factory=eval_factory,
                          train_engine_factory=scripted_factory())
     assert EvalEngine.calls == before and again["grid"] == grid
-    # an interrupted evaluation (no done-marker) is redone, and only that one
-    (out / "eval" / "control" / "adaptive" / "eval.done").unlink()
+    # an interrupted evaluation (no done-marker) is redone, and only that one: the control's shared run,
+    # round 0 once (3 items), one fixed:3 chain for none, adaptive and fixed:3 (3 x 3), and checked's one
+    # refinement (the unknown tool of simple_python)
+    (out / "eval" / "control" / "grid.done").unlink()
     run_pipeline(make_cfg(tiny_model_dir, data, policies), out, echo=lambda s: None, engine_factory=eval_factory,
                  train_engine_factory=scripted_factory())
-    assert EvalEngine.calls - before == 2 + 3 + 2  # control: simple and irrelevance converge at round 1, multiple at 2
+    assert EvalEngine.calls - before == 3 + 3 * 3 + 1
 
 
 def _tok(model_dir):

@@ -86,7 +86,7 @@ def run(script, policy="adaptive", tokenizer=None, **cfg):
 # --- policies and config ---------------------------------------------------------------------------
 
 def test_policy_registry_and_errors():
-    assert known_policies() == ["adaptive", "adaptive:exact", "checked", "checked:silent", "fixed:N", "none"]
+    assert known_policies() == ["adaptive", "adaptive:exact", "checked", "checked:silent", "fixed:N", "none", "vote:N"]
     assert get_policy("adaptive").compare == "canonical" and get_policy("adaptive").rounds is None
     assert get_policy("adaptive:exact").compare == "exact"
     assert get_policy("fixed:2").rounds == 2 and get_policy("fixed:2").compare is None
@@ -94,7 +94,7 @@ def test_policy_registry_and_errors():
     assert get_policy("checked").check and get_policy("checked").feedback and get_policy("checked").cycle
     assert get_policy("checked:silent").check and not get_policy("checked:silent").feedback
     assert not get_policy("adaptive").check and not get_policy("adaptive").cycle
-    with pytest.raises(ValueError, match="known: adaptive, adaptive:exact, checked, checked:silent, fixed:N, none"):
+    with pytest.raises(ValueError, match="known: adaptive, adaptive:exact, checked, checked:silent, fixed:N, none, vote:N"):
         get_policy("greedy")
     for bad in ("fixed", "fixed:x", "fixed:-1", "adaptive:fuzzy", "none:1", "checked:loud"):
         with pytest.raises(ValueError):

@@ -114,7 +114,8 @@ def _refine_arguments(p: argparse.ArgumentParser) -> None:
                    help="stop policy: adaptive (stop when the parsed calls stop changing), adaptive:exact "
                         "(when the text stops changing), checked (refine only answers that do not fit the tool list, telling "
                         "the model what the check found; checked:silent without telling), fixed:N (N refinement "
-                        "rounds), none (single pass)")
+                        "rounds), vote:N (majority vote of the greedy answer and N-1 samples of the same prompt), "
+                        "none (single pass)")
     p.add_argument("--max-rounds", type=int, default=None,
                    help="cap on refinement rounds (default 3, or N for fixed:N above 3)")
     p.add_argument("--guard", default="off", choices=["off", "error", "call"],

@@ -292,3 +292,58 @@ def eval_stage(where: str, examples: Sequence[Any], model_dir: str, rcfg: Any, m
               **engine_inputs}
     return Stage("eval", where, outputs + ([summary_file] if summary_file else []), work, config=config, read=read,
                  note=note)
+
+
+def grid_stage(where: str, examples: Sequence[Any], model_dir: str, configs: Mapping[str, Any],
+               make_engine: Callable[[], Any], engine_inputs: dict[str, Any], run_info: dict[str, Any],
+               benchmark: str = "bfcl", *, tokenizer: bool = False, progress: bool = False, note: str = "") -> Stage:
+    """The evaluation of one model under several refine configs from one shared run (`refine_grid`,
+    docs/method.md#grid), as one stage (marker where/grid.done).
+
+    `configs` maps policy names to RefineConfigs; each policy's files (those `eval_stage` writes: predictions,
+    traces, metrics.json, report.md, rounds.png) go to where/<policy slug> (":" -> "_"), and where/grid.json
+    says what the shared run was (policies, its wall seconds, the engine's precision). One fresh engine serves
+    every policy: the grid gives each its own fork of the prefix cache, so each one's tokens are those of a
+    run alone. Single-turn items only (BFCL's multi-turn items run through `eval_stage`). The stage reads
+    back {"policies": {policy: metrics.json's refinement block}, "grid": grid.json}.
+    """
+    from toolace_r.data.select import examples_digest
+    from toolace_r.evaluation.multi_turn_loop import is_multi_turn
+
+    multi = [ex for ex in examples if is_multi_turn(ex)]
+    if multi:
+        raise ValueError(f"grid_stage scores single-turn items only; {len(multi)} multi-turn item(s) "
+                         f"(e.g. {getattr(multi[0], 'id', '?')}) need eval_stage, one policy at a time")
+    slugs = {policy: policy.replace(":", "_") for policy in configs}
+    if len(set(slugs.values())) != len(slugs):
+        raise ValueError(f"grid_stage: two policies share a directory name: {sorted(configs)}")
+
+    def work(d: Path, inputs: dict) -> dict[str, Any]:
+        from transformers import AutoTokenizer
+
+        from toolace_r.evaluation.rounds import write_refine_outputs
+        from toolace_r.refine.grid import refine_grid
+
+        tok = AutoTokenizer.from_pretrained(model_dir) if tokenizer else None
+        with make_engine() as engine:  # fresh: nothing cached from another model or run
+            results = refine_grid(examples, engine, configs, tokenizer=tok, progress=progress)
+            precision = engine.precision.as_dict() if engine.precision else None
+        for policy, result in results.items():
+            write_refine_outputs(examples, result, d / slugs[policy],
+                                 {**run_info, "policy": policy, "precision": precision,
+                                  "shared_run": "grid.json"}, benchmark)
+        return {"grid.json": {"policies": list(configs), "directories": slugs, "items": len(examples),
+                              "seconds": round(results.seconds, 3), "round0_seconds": round(results.round0_seconds, 3),
+                              "precision": precision}}
+
+    outputs = [str(Path(slug) / name) for slug in slugs.values()
+               for name in ("metrics.json", "traces.jsonl", "predictions.jsonl")] + ["grid.json"]
+
+    def read(d: Path) -> dict[str, Any]:
+        return {"policies": {policy: json.loads((d / slug / "metrics.json").read_text(encoding="utf-8"))["refinement"]
+                             for policy, slug in slugs.items()},
+                "grid": json.loads((d / "grid.json").read_text(encoding="utf-8"))}
+
+    config = {"model": model_fingerprint(model_dir), "examples": examples_digest(examples),
+              "refine": {policy: cfg.to_dict() for policy, cfg in configs.items()}, **engine_inputs}
+    return Stage("grid", where, outputs, work, config=config, read=read, note=note)

@@ -152,6 +152,17 @@ class PrefixCache:
         self._entries.clear()
         self.nbytes = 0
 
+    def fork(self) -> "PrefixCache":
+        """A cache holding the same entries now, that goes its own way from here: inserts, drops and
+        LRU order of either leave the other alone. Entries are shared, not copied (nothing changes an
+        entry's tensors once inserted), so a fork costs no KV memory until it adds entries of its own
+        (refine/grid.py runs each policy on a fork of the cache that holds round 0)."""
+        other = PrefixCache(self.max_bytes)
+        other._entries = OrderedDict(self._entries)
+        other._next_key, other.nbytes = self._next_key, self.nbytes
+        other.hits, other.lookups = self.hits, self.lookups
+        return other
+
     @staticmethod
     def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
         n = min(a.numel(), b.numel())

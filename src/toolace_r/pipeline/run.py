@@ -176,31 +176,67 @@ class Pipeline:
         return str(self.root / "control" / "model")
 
     def _evaluate(self, arm: str, model_dir: str, policies: list[str]) -> None:
+        """Score one arm under its policies and the single pass `none`, all from one shared run (a grid stage,
+        eval/<arm>/grid.done; toolace_r/refine/grid.py): round 0 once, the policies that differ only in when
+        they stop read off one refine chain. Each policy keeps its directory eval/<arm>/<policy>/ and its
+        stages.json entry (the shared run's wall seconds, marked shared; its own tokens and accuracy).
+        With BFCL multi-turn items, which the grid does not run, each policy runs alone (eval_stage)."""
         from toolace_r.engines import get_engine
+        from toolace_r.evaluation.multi_turn_loop import is_multi_turn
         from toolace_r.refine import RefineConfig
+        from toolace_r.stages import grid_stage
 
         e = self.cfg.eval
         make_engine = (lambda: self.engine_factory(model_dir)) if self.engine_factory else \
             (lambda: get_engine(e.engine, model=model_dir, **e.engine_options))
-        for policy in policies:
-            rcfg = RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
-                                             max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,
-                                             prompt=self.cfg.training.prompt)
-            run_info = {"arm": arm, "model": model_dir, "policy": policy, "examples": len(self.examples)}
-            stage = eval_stage(f"eval/{arm}/{policy_slug(policy)}", self.examples, model_dir, rcfg, make_engine,
-                               {"engine": e.engine, "engine_options": e.engine_options}, run_info, e.benchmark,
-                               progress=self.cfg.progress,
-                               note=f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
+        if any(is_multi_turn(ex) for ex in self.examples):
+            for policy in policies:
+                rcfg = RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
+                                                 max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,
+                                                 prompt=self.cfg.training.prompt)
+                run_info = {"arm": arm, "model": model_dir, "policy": policy, "examples": len(self.examples)}
+                stage = eval_stage(f"eval/{arm}/{policy_slug(policy)}", self.examples, model_dir, rcfg, make_engine,
+                                   {"engine": e.engine, "engine_options": e.engine_options}, run_info, e.benchmark,
+                                   progress=self.cfg.progress,
+                                   note=f"[eval] {arm}: refine {policy} on {len(self.examples)} items")
 
-            def record(rounds: dict[str, Any], seconds: float, policy: str = policy) -> dict[str, Any]:
+                def record_one(rounds: dict[str, Any], seconds: float, policy: str = policy) -> dict[str, Any]:
+                    pooled = rounds["all"]
+                    self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
+                              f"(single pass {pooled['single_pass_accuracy']:.3f}), {rounds['wall_seconds']:.0f} s")
+                    compute = pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]
+                    return {"seconds": round(rounds["wall_seconds"], 2), "compute_tokens": round(compute),
+                            "accuracy": pooled["final_accuracy"]}
+
+                self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record_one))
+            return
+        names = ["none", *(p for p in policies if p != "none")]
+        configs = {policy: RefineConfig.from_options(policy, e.max_rounds, guard=e.guard, stop=e.stop,
+                                                     max_new_tokens=e.max_new_tokens, chunk_size=e.chunk_size,
+                                                     prompt=self.cfg.training.prompt)
+                   for policy in names}
+        run_info = {"arm": arm, "model": model_dir, "examples": len(self.examples)}
+        stage = grid_stage(f"eval/{arm}", self.examples, model_dir, configs, make_engine,
+                           {"engine": e.engine, "engine_options": e.engine_options}, run_info, e.benchmark,
+                           progress=self.cfg.progress,
+                           note=f"[eval] {arm}: {', '.join(names)} on {len(self.examples)} items, one shared run")
+
+        def record(result: dict[str, Any], seconds: float) -> dict[str, Any]:
+            # one entry per policy, as when each ran alone; the wall time is the shared run's, said so
+            fields = {}
+            for policy in names:
+                rounds = result["policies"][policy]
                 pooled = rounds["all"]
                 self.echo(f"[eval] {arm} {policy}: accuracy {pooled['final_accuracy']:.3f} "
-                          f"(single pass {pooled['single_pass_accuracy']:.3f}), {rounds['wall_seconds']:.0f} s")
+                          f"(single pass {pooled['single_pass_accuracy']:.3f})")
                 compute = pooled["tokens_per_example"]["refined"]["compute"] * pooled["examples"]
-                return {"seconds": round(rounds["wall_seconds"], 2), "compute_tokens": round(compute),
-                        "accuracy": pooled["final_accuracy"]}
+                fields[policy] = {"seconds": round(result["grid"]["seconds"], 2), "shared": f"eval/{arm}/grid.json",
+                                  "compute_tokens": round(compute), "accuracy": pooled["final_accuracy"]}
+                self.dir.record(f"eval/{arm}/{policy_slug(policy)}", **fields[policy])
+            self.echo(f"[eval] {arm}: {len(names)} policies in {result['grid']['seconds']:.0f} s")
+            return fields[names[0]]  # written again under its own key (RunDir.run records the stage's key)
 
-            self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(policy)}", record=record))
+        self.dir.run(dataclasses.replace(stage, key=f"eval/{arm}/{policy_slug(names[0])}", record=record))
 
 
 def arm_scores(report: dict[str, Any]) -> list[dict[str, Any]]:

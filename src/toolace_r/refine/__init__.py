@@ -12,19 +12,23 @@ reuses its KV (docs/method.md#refine-prompt, #kv-reuse). The package by concern:
   `adaptive` stops when the refined answer equals the previous one (parsed calls compared canonically;
   `adaptive:exact` compares the text), `fixed:N` runs exactly N refinement rounds, `none` keeps round 0,
   `checked` [ours] refines only answers that do not fit their tool list and shows the model what the
-  schema check found (`checked:silent` without showing). `register_policy` adds one
-  (docs/method.md#stop-policies, #checked).
+  schema check found (`checked:silent` without showing), `vote:N` votes among the greedy answer and
+  N-1 samples of the round-0 prompt. `register_policy` adds one (docs/method.md#stop-policies, #checked,
+  #vote).
 - `config`: `RefineConfig`, the loop's settings; every policy obeys the round cap `max_rounds`, and
   `fixed:N` with N above the cap is a config error rather than a silent truncation.
 - `traces`: each item's `Trace` of rounds (raw text, what it parsed to, the tokens prefilled, reused and
   generated, whether the guard kept the previous answer) and why it stopped (`STOP_REASONS`).
 - `loop`: `refine()`, which takes chunks of items through every round (docs/method.md#guard for the
   guard and the context stop).
+- `grid`: `refine_grid()`, every policy of one model from one shared round 0 and one shared refine
+  chain (docs/method.md#grid).
 - `files`: predictions and traces as JSON lines.
 """
 from toolace_r.refine.config import GUARDS, RefineConfig
 from toolace_r.refine.files import prediction_rows, read_traces, write_predictions, write_traces
 from toolace_r.refine.loop import Conversation, as_conversation, refine
+from toolace_r.refine.grid import GridResult, refine_grid
 from toolace_r.refine.policies import (
     STOP_POLICIES,
     Adaptive,
@@ -32,17 +36,20 @@ from toolace_r.refine.policies import (
     Fixed,
     SinglePass,
     StopPolicy,
+    Vote,
     answer_key,
     get_policy,
     known_policies,
     register_policy,
     same_answer,
+    vote_choice,
+    vote_key,
 )
 from toolace_r.refine.traces import STOP_REASONS, RefineResult, Round, Trace, describe_round
 
 __all__ = [
-    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Adaptive", "Checked", "Conversation", "Fixed", "RefineConfig",
-    "RefineResult", "Round", "SinglePass", "StopPolicy", "Trace", "answer_key", "as_conversation", "describe_round",
-    "get_policy", "known_policies", "prediction_rows", "read_traces", "refine", "register_policy", "same_answer",
-    "write_predictions", "write_traces",
+    "GUARDS", "STOP_POLICIES", "STOP_REASONS", "Adaptive", "Checked", "Conversation", "Fixed", "GridResult",
+    "RefineConfig", "RefineResult", "Round", "SinglePass", "StopPolicy", "Trace", "Vote", "answer_key",
+    "as_conversation", "describe_round", "get_policy", "known_policies", "prediction_rows", "read_traces", "refine",
+    "refine_grid", "register_policy", "same_answer", "vote_choice", "vote_key", "write_predictions", "write_traces",
 ]

@@ -27,6 +27,8 @@ class RefineConfig:
     round0 / refine: sampling of the first answer and of refinement rounds (n must be 1).
     chunk_size: items taken through every round together (bounded by the engine's prefix cache).
     prompt: how prompts are rendered. parse_format: the call format the stop test parses with.
+    vote_temperature / vote_seed: sampling of vote:N's N-1 extra answers (item i's request is seeded
+        vote_seed + i, i its position in the items, so reruns draw the same answers; docs/method.md#vote).
     """
 
     policy: str = "adaptive"
@@ -37,6 +39,8 @@ class RefineConfig:
     chunk_size: int = 32
     prompt: PromptConfig = field(default_factory=PromptConfig)
     parse_format: str = "auto"
+    vote_temperature: float = 0.7
+    vote_seed: int = 0
 
     def __post_init__(self) -> None:
         policy = get_policy(self.policy)
@@ -49,6 +53,8 @@ class RefineConfig:
             raise ValueError(f"unknown guard {self.guard!r}; known: {', '.join(GUARDS)}")
         if self.chunk_size < 1:
             raise ValueError(f"RefineConfig.chunk_size must be >= 1, got {self.chunk_size}")
+        if self.vote_temperature < 0:
+            raise ValueError(f"RefineConfig.vote_temperature must be >= 0, got {self.vote_temperature}")
         for name in ("round0", "refine"):
             if getattr(self, name).n != 1:
                 raise ValueError(f"RefineConfig.{name}.n must be 1: each round continues one answer")

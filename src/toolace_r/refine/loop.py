@@ -8,7 +8,7 @@ holds a bounded number of finished sequences, and a chunk keeps round r-1's KV i
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
 from toolace_r.calls import ParseResult, parse
@@ -16,6 +16,7 @@ from toolace_r.engines.base import Engine, GenerationRequest, SamplingParams
 from toolace_r.progress import progress_bar
 from toolace_r.prompts import answer_format, build_messages, render_prompt
 from toolace_r.refine.config import RefineConfig
+from toolace_r.refine.policies import vote_choice
 from toolace_r.refine.traces import RefineResult, Round, Trace
 from toolace_r.schema_check import answer_problems
 
@@ -67,7 +68,7 @@ def refine(
         for lo in range(0, len(convs), cfg.chunk_size):
             chunk = convs[lo: lo + cfg.chunk_size]
             given = None if first_answers is None else list(first_answers[lo: lo + cfg.chunk_size])
-            traces += loop.run_chunk(chunk, given, bar)
+            traces += loop.run_chunk(chunk, given, bar, offset=lo)
     finally:
         if bar is not None:
             bar.close()
@@ -89,7 +90,12 @@ class _Loop:
         self.cap = self.policy.refinements(cfg.max_rounds)
         self.round_seconds: list[float] = []
 
-    def run_chunk(self, convs: list[Conversation], given: list[str] | None, bar) -> list[Trace]:
+    def run_chunk(self, convs: list[Conversation], given: list[str | Round] | None, bar,
+                  offset: int = 0) -> list[Trace]:
+        """All rounds of one chunk; `offset` is the position of its first item among all items (vote seeds).
+
+        given: round-0 answers instead of generated ones: texts, or `Round`s of a run already made (their
+        tokens and finish reason are kept, refine/grid.py)."""
         rounds: list[list[Round]] = [[] for _ in convs]
         reasons: list[str | None] = [None] * len(convs)
         active = list(range(len(convs)))
@@ -97,8 +103,9 @@ class _Loop:
             if bar is not None:
                 bar.set_postfix_str(f"round {r}: {len(active)} of this chunk's {len(convs)} items")
             if r == 0 and given is not None:
-                new = [self._make_round(0, text, None, {}, None, [*c.tools, *c.later_tools])
-                       for c, text in zip(convs, given)]
+                new = [self._given_round(c, g) for c, g in zip(convs, given)]
+            elif r == 1 and self.policy.votes > 1:  # round 0's prompt again: it fits, no context check
+                new = self._vote(convs, rounds, active, offset)
             else:
                 fitting = self._fitting(convs, rounds, active, reasons, r)
                 if bar is not None and len(fitting) < len(active):
@@ -135,6 +142,41 @@ class _Loop:
                      "completion_tokens": c.completion_tokens}
             out.append(self._make_round(r, c.text, rounds[i][-1] if rounds[i] else None, usage, c.finish_reason,
                                         [*convs[i].tools, *convs[i].later_tools]))
+        return out
+
+    def _given_round(self, conv: Conversation, given: str | Round) -> Round:
+        tools = [*conv.tools, *conv.later_tools]
+        if isinstance(given, Round):
+            usage = {"prompt_tokens": given.prompt_tokens, "cached_tokens": given.cached_tokens,
+                     "completion_tokens": given.completion_tokens}
+            return self._make_round(0, given.text, None, usage, given.finish_reason, tools)
+        return self._make_round(0, given, None, {}, None, tools)
+
+    def _vote(self, convs, rounds, active: list[int], offset: int) -> list[Round]:
+        """vote:N's round 1 (docs/method.md#vote): N-1 samples on each item's round-0 prompt, one request
+        per item, and the round that records the voted answer."""
+        if not active:
+            return []
+        base = self.cfg.round0
+        requests = [self._request(convs[i], [], replace(base, n=self.policy.votes - 1,
+                                                        temperature=self.cfg.vote_temperature, top_p=1.0,
+                                                        seed=self.cfg.vote_seed + offset + i))
+                    for i in active]
+        start = time.perf_counter()
+        results = self.engine.generate(requests)
+        while len(self.round_seconds) <= 1:
+            self.round_seconds.append(0.0)
+        self.round_seconds[1] += time.perf_counter() - start
+        out = []
+        for i, result in zip(active, results):
+            greedy = rounds[i][0]
+            texts = [greedy.answer, *(c.text for c in result.completions)]
+            pick = vote_choice(texts, [*convs[i].tools, *convs[i].later_tools], self.parse_format)
+            text = texts[pick]
+            finish = greedy.finish_reason if pick == 0 else result.completions[pick - 1].finish_reason
+            out.append(Round(1, text, parse(text, self.parse_format), text, False,
+                             prompt_tokens=result.prompt_tokens, cached_tokens=result.cached_tokens,
+                             completion_tokens=result.completion_tokens, finish_reason=finish))
         return out
 
     def _request(self, conv: Conversation, rounds: list[Round], params: SamplingParams) -> GenerationRequest:

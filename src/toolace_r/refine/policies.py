@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from toolace_r.calls import canonical_answer, parse
-from toolace_r.schema_check import feedback_text
+from toolace_r.schema_check import answer_problems, feedback_text
 
 if TYPE_CHECKING:
     from toolace_r.refine.traces import Round
@@ -33,12 +33,15 @@ class StopPolicy:
     check: every round records what the schema check finds in its answer (`Round.problems`).
     feedback: the refine turn shows those findings to the model (docs/method.md#checked); see `notes`.
     compare: how the policy compares answers ("canonical", "exact"), None when it does not.
+    votes: N > 1 makes round 1 no refinement but a vote among the greedy round-0 answer and N-1 answers
+        sampled on the same prompt (`Vote`, docs/method.md#vote); 0 for every other policy.
     """
 
     rounds: int | None = None
     check: bool = False
     feedback: bool = False
     compare: str | None = None
+    votes: int = 0  # vote:N: the round after round 0 is a vote among N answers to the round-0 prompt
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -130,6 +133,61 @@ class SinglePass(StopPolicy):
         return "single_pass"
 
 
+class Vote(StopPolicy):
+    """vote:N: a majority vote among N answers that share one prefill (docs/method.md#vote).
+
+    Round 0 is the greedy answer; round 1 draws N-1 answers on the same round-0 prompt, as one request
+    with n = N-1 (temperature `RefineConfig.vote_temperature`, top_p 1, seed `RefineConfig.vote_seed` plus
+    the item's position), so the hf engine reuses round 0's prompt KV. Answers that fail the schema check
+    against the item's tools are dropped; the rest vote by `vote_key` (calls canonically, any no-call
+    answer as one key); the key with most votes wins, ties going to the greedy answer's key when it is
+    tied, else to the tied key seen first in sample order; with no survivor the greedy answer stands
+    (`vote_choice`). Round 1 records the chosen answer, the samples' prompt/cached tokens and the sum of
+    their completion tokens, stop reason "vote". vote:1 is the single pass.
+    """
+
+    def __init__(self, n: int) -> None:
+        super().__init__(f"vote:{n}")
+        self.votes = n
+        self.rounds = 1 if n > 1 else 0
+
+    def stop_reason(self, rounds: Sequence[Round], fmt: str) -> str | None:
+        return "vote" if len(rounds) >= 2 else None
+
+    def cap_reason(self) -> str:
+        return "vote" if self.votes > 1 else "single_pass"
+
+
+NO_CALL = ("no call",)
+
+
+def vote_key(text: str, fmt: str = "auto") -> tuple:
+    """What an answer votes for: its calls in canonical form, or `NO_CALL` for any answer without calls."""
+    result = parse(text, fmt)
+    if result.is_call:
+        return canonical_answer(result)
+    return NO_CALL
+
+
+def vote_choice(texts: Sequence[str], tools: Sequence[object], fmt: str = "auto") -> int:
+    """Which of `texts` (the greedy answer first, then the samples in order) a vote picks (see `Vote`):
+    the first answer holding the winning key, or 0 (the greedy answer) when none passes the check."""
+    counts: dict[tuple, int] = {}  # insertion order = the order keys are first reached
+    first: dict[tuple, int] = {}
+    for i, text in enumerate(texts):
+        if answer_problems(text, tools, fmt):
+            continue
+        key = vote_key(text, fmt)
+        counts[key] = counts.get(key, 0) + 1
+        first.setdefault(key, i)
+    if not counts:
+        return 0
+    best = max(counts.values())
+    # the greedy answer (index 0) is reached first when it survived, so it wins any tie it is in
+    winner = next(k for k, c in counts.items() if c == best)
+    return first[winner]
+
+
 def answer_key(text: str, compare: str = "canonical", fmt: str = "auto") -> tuple:
     """What the stop test compares: the text itself ("exact"), or its parsed calls in canonical form
     ("canonical"; plain text by its stripped text; a failed parse by its raw text, since two different
@@ -169,6 +227,16 @@ def _fixed(arg: str | None) -> StopPolicy:
     return Fixed(n)
 
 
+def _vote(arg: str | None) -> StopPolicy:
+    try:
+        n = int(arg or "")
+    except ValueError:
+        raise ValueError(f"vote needs a number of answers, e.g. vote:4 (got {arg!r})") from None
+    if n < 1:
+        raise ValueError(f"vote:N needs N >= 1, got {n}")
+    return Vote(n)
+
+
 def _checked(arg: str | None) -> StopPolicy:
     if arg in (None, ""):
         return Checked("checked", feedback=True)
@@ -192,6 +260,7 @@ STOP_POLICIES: dict[str, tuple[PolicyFactory, tuple[str, ...]]] = {
     "checked": (_checked, ("checked", "checked:silent")),
     "fixed": (_fixed, ("fixed:N",)),
     "none": (_without_argument("none", SinglePass("none")), ("none",)),
+    "vote": (_vote, ("vote:N",)),
 }
 
 

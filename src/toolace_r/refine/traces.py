@@ -60,6 +60,7 @@ STOP_REASONS = {
     "fixed": "the fixed number of refinement rounds was run",
     "single_pass": "policy none: round 0 only",
     "context": "the next round's prompt would not fit the model's context",
+    "vote": "vote:N: round 1 is the majority vote among the greedy answer and N-1 samples",
 }
 
 

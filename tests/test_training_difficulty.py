@@ -94,3 +94,58 @@ def test_no_call_items_need_a_text_answer_to_count_as_solved(chatml_tokenizer):
     lenient = sample_and_score(Fixed(texts), chatml_tokenizer, [no_call], SamplingConfig(k=3, strict_no_call=False),
                                PCFG, seed=0)
     assert [s["valid"] for s in lenient[0]["samples"]] == [True, True, False]
+
+
+def test_hf_engine_score_gives_the_gold_nll_and_leaves_the_prompts_cached(tiny_model):
+    from toolace_r.engines.hf import HFEngine
+    from toolace_r.training.difficulty import gold_nll_engine, gold_pairs, sample_and_nll
+
+    model, tokenizer = tiny_model
+    exs = [ex(str(i), c) for i, c in enumerate(["Oslo", "Rio de Janeiro", "X", "Lima", "Bergen"])]
+    targets = [f'[get_weather(city="{e.messages[0]["content"][11:-1]}")]' for e in exs]
+    plain = gold_nll(model, tokenizer, exs, targets, PCFG, batch_size=2)
+    engine = HFEngine(model=model, tokenizer=tokenizer, batch_size=4, prefill_tokens=64)  # several groups
+    scored = gold_nll_engine(engine, tokenizer, exs, targets, PCFG)
+    assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(plain, scored))
+    # a second pass is served from the cache (the whole sequence was kept) and scores the same
+    again = gold_nll_engine(engine, tokenizer, exs, targets, PCFG)
+    assert all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-5) for a, b in zip(scored, again))
+    # per-token log-probs of one continuation, against a forward pass of the whole sequence
+    (p, c), = gold_pairs(tokenizer, exs[1:2], targets[1:2], PCFG)
+    with torch.inference_mode():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([p + c])).logits[0].float(), -1)
+    want = [float(logp[len(p) - 1 + j, t]) for j, t in enumerate(c)]
+    got, = engine.score([p], [c])
+    assert len(got) == len(c) and all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(got, want))
+
+    fresh = HFEngine(model=model, tokenizer=tokenizer, batch_size=4)
+    computed = []
+    generate = fresh.generate
+
+    def counting(requests, progress=False):
+        results = generate(requests, progress)
+        computed.extend(r.completions[0].prompt_tokens for r in results)
+        return results
+
+    fresh.generate = counting
+    cfg = SamplingConfig(k=2, max_new_tokens=6, temperature=1.0)
+    records = sample_and_nll(fresh, tokenizer, exs, targets, cfg, PCFG, seed=3)
+    assert [r["id"] for r in records] == [e.id for e in exs]
+    assert all(len(r["samples"]) == 2 for r in records)
+    assert all(math.isclose(a, r["gold_nll"], rel_tol=1e-4, abs_tol=1e-5) for a, r in zip(plain, records))
+    # every sampling prompt found its KV cached by the scoring pass just before it: at most the tokens
+    # where the prompt's and the whole sequence's tokenisations part are prefilled again
+    assert len(computed) == len(exs) and max(computed) <= 3
+
+
+def test_hf_engine_score_rejects_what_it_cannot_score(tiny_model):
+    import pytest
+
+    from toolace_r.engines.hf import HFEngine
+
+    model, tokenizer = tiny_model
+    engine = HFEngine(model=model, tokenizer=tokenizer)
+    with pytest.raises(ValueError, match="non-empty"):
+        engine.score([[1, 2]], [[]])
+    with pytest.raises(ValueError, match="prompts for"):
+        engine.score([[1, 2]], [])

@@ -183,7 +183,7 @@ def test_pipeline_scores_the_best_iteration_under_eval_policies(tiny_model_dir, 
     seen = {}
 
     def fake_report(root, cfg, arms, examples, summary, *rest, **options):
-        seen.update(arms=dict(arms), summary=summary)
+        seen.update(arms=dict(arms), summary=summary, options=options)
         return {"grid": {}}
 
     monkeypatch.setattr(report, "write_report", fake_report)  # report.py's reading of it is tested there
@@ -196,11 +196,11 @@ def test_pipeline_scores_the_best_iteration_under_eval_policies(tiny_model_dir, 
     pipeline.run()
     summary = json.loads((out / "toolace_r" / "summary.json").read_text())
     assert summary["best_iteration"] == 0 and summary["best_by"] == "validation" and len(summary["iterations"]) == 2
-    assert pipeline.reported_arm == seen["summary"]["reported_arm"] == "toolace_r@0"
+    assert pipeline.reported_arm == seen["options"]["reported"] == "toolace_r@0"
     assert list(seen["arms"]) == ["base", "toolace_r@0", "toolace_r@1", "control"]
-    policies = lambda arm: sorted(p.name for p in (out / "eval" / arm).iterdir() if (p / "eval.done").exists())
-    assert policies("toolace_r@0") == ["adaptive", "checked"]  # the reported arm: eval.policies
-    assert policies("toolace_r@1") == ["adaptive"]  # the last, not the best: eval.iteration_policies
+    policies = lambda arm: sorted(p.name for p in (out / "eval" / arm).iterdir() if (p / "metrics.json").exists())
+    assert policies("toolace_r@0") == ["adaptive", "checked", "none"]  # the reported arm: eval.policies
+    assert policies("toolace_r@1") == ["adaptive", "none"]  # the last, not the best: eval.iteration_policies
     # the control trains on the pool alone, never on a validation item
     control_ids = {json.loads(line)["id"] for line in (out / "control" / "corpus.jsonl").read_text().splitlines()}
     assert control_ids and not control_ids & {"n2", "p2", "w3"}

@@ -95,9 +95,8 @@ class Pipeline:
                     self._evaluate("control", control_model, e.policies)
             from .report import write_report
 
-            # summary["reported_arm"]: which toolace_r@N arm is the reported ToolACE-R (report.py)
-            report = write_report(self.root, cfg, arms, self.examples, {**summary, "reported_arm": self.reported_arm},
-                                  self.dir.manifest())
+            report = write_report(self.root, cfg, arms, self.examples, summary, self.dir.manifest(),
+                                  reported=self.reported_arm)
             self._cards(summary, report)
             self.echo(f"report: {self.root / 'report.md'}")
             return report

@@ -21,9 +21,9 @@ HELD_OUT = "simple_python,multiple,parallel,parallel_multiple,irrelevance"
 class EvalConfig:
     """The evaluation grid: every model on the same held-out items under each refinement policy.
 
-    policies: refine stop policies run for trained models; `none` (a single pass) is read from round 0
-    of the first policy's traces: with greedy decoding round 0 is the identical computation, so
-    running it again would only repeat it. base_policies: the same for the untrained model;
+    policies: refine stop policies (and `vote:N`) run for trained models, each beside the single pass
+    `none`; one shared run per model computes them all (round 0 once: docs/method.md#grid), so a policy
+    costs only its own rounds. base_policies: the same for the untrained model ([]: `none` alone);
     iteration_policies: for the other ToolACE-R iterations than the reported one (the training run's
     best_iteration: by validation accuracy with training.data.validation_limit, else the last;
     docs/method.md#validation).

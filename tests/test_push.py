@@ -103,3 +103,20 @@ def test_push_errors_are_one_line_before_any_upload(tmp_path, hub, capsys, run_d
         assert main(["push", str(run_dir), "--repo-id", "me/x"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and said in err
+
+
+def test_push_sends_the_best_iteration_on_validation_not_the_last(tmp_path, tiny_model_dir):
+    import shutil
+
+    from toolace_r.push import final_model
+
+    run = tmp_path / "run"
+    for i in (0, 1):
+        shutil.copytree(tiny_model_dir, run / f"iter_{i}" / "model")
+    summary = {"final_model": str(run / "iter_1" / "model"), "best_iteration": 0, "best_by": "validation",
+               "best_model": str(run / "iter_0" / "model")}
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert final_model(run) == run / "iter_0" / "model"
+    summary.pop("best_model")  # a run from before validation: its final model
+    (run / "summary.json").write_text(json.dumps(summary))
+    assert final_model(run) == run / "iter_1" / "model"

@@ -32,7 +32,9 @@ def training_run(run_dir: str | Path) -> Path | None:
 
 
 def final_model(run_dir: str | Path) -> Path:
-    """The model folder to push: `run_dir` itself when it is one, else its run's final model."""
+    """The model folder to push: `run_dir` itself when it is one, else its run's reported model: the
+    best iteration on the validation slice (summary.json `best_model`, docs/method.md#validation), or
+    the final model of a run without one."""
     root = Path(run_dir)
     if (root / "config.json").is_file():
         return root
@@ -40,10 +42,11 @@ def final_model(run_dir: str | Path) -> Path:
     if run is None:
         raise FileNotFoundError(f"{root}: neither a model folder (config.json) nor a run directory "
                                 "(summary.json, or toolace_r/summary.json for a demo run)")
-    final = json.loads((run / "summary.json").read_text(encoding="utf-8")).get("final_model")
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
+    final = summary.get("best_model") or summary.get("final_model")
     folder = Path(final) if final else None
     if folder is None or not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"{run}/summary.json: its final model {final!r} is not a model folder "
+        raise FileNotFoundError(f"{run}/summary.json: its reported model {final!r} is not a model folder "
                                 "(the run trained nothing, or the folder was moved)")
     return folder
 

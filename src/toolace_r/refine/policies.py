@@ -217,24 +217,23 @@ def _adaptive(arg: str | None) -> StopPolicy:
     raise ValueError(f"unknown adaptive comparison {arg!r}; known: adaptive, adaptive:exact")
 
 
-def _fixed(arg: str | None) -> StopPolicy:
+def _count(key: str, arg: str | None, what: str, least: int) -> int:
+    """The N of `key:N`, at least `least`; a ValueError that shows the spelling otherwise."""
     try:
         n = int(arg or "")
     except ValueError:
-        raise ValueError(f"fixed needs a number of refinement rounds, e.g. fixed:3 (got {arg!r})") from None
-    if n < 0:
-        raise ValueError(f"fixed:N needs N >= 0, got {n}")
-    return Fixed(n)
+        raise ValueError(f"{key} needs a number of {what}, e.g. {key}:3 (got {arg!r})") from None
+    if n < least:
+        raise ValueError(f"{key}:N needs N >= {least}, got {n}")
+    return n
+
+
+def _fixed(arg: str | None) -> StopPolicy:
+    return Fixed(_count("fixed", arg, "refinement rounds", 0))
 
 
 def _vote(arg: str | None) -> StopPolicy:
-    try:
-        n = int(arg or "")
-    except ValueError:
-        raise ValueError(f"vote needs a number of answers, e.g. vote:4 (got {arg!r})") from None
-    if n < 1:
-        raise ValueError(f"vote:N needs N >= 1, got {n}")
-    return Vote(n)
+    return Vote(_count("vote", arg, "answers", 1))
 
 
 def _checked(arg: str | None) -> StopPolicy:

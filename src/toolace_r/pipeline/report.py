@@ -373,15 +373,18 @@ def render_markdown(report: dict[str, Any]) -> str:
              *([_pool_sentence(report["pool"]), ""] if "pool" in report else []),
              "## Accuracy by arm and refinement policy", "",
              "| arm | policy | " + " | ".join(cats) + f" | all items | {summary_col} | avg rounds | fixes | breaks | "
-             "compute tokens/item | x single pass (tokens) | wall s | x single pass (wall) |",
-             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|---|---|---|"]
+             "compute tokens/item | x single pass (tokens) |",
+             "|---|---|" + "---|" * len(cats) + "---|---|---|---|---|---|---|"]
     for arm, rows in grid.items():
         for policy, r in rows.items():
             lines.append(f"| {arm} | {policy} | " + " | ".join(_pct(r["by_category"].get(c)) for c in cats)
                          + f" | {_pct(r['accuracy'])} ({r['correct']}/{r['examples']}) | {_pct(r[SUMMARY])} | "
                          f"{_num(r['average_refinements'])} | {r['fixes']} | {r['breaks']} | "
-                         f"{_num(r['compute_tokens_per_example'], '.0f')} | {_num(r['compute_ratio'])} | "
-                         f"{_num(r['wall_seconds'], '.1f')} | {_num(r['wall_ratio'])} |")
+                         f"{_num(r['compute_tokens_per_example'], '.0f')} | {_num(r['compute_ratio'])} |")
+    lines += ["", "Cost is counted in computed tokens (prefilled + generated, each policy as if it ran alone on a "
+              "fresh engine). Wall time is not: an arm's policies come from one shared run (round 0 once, "
+              "none/adaptive/fixed:N read off one refine chain; docs/method.md#grid), whose wall seconds are in "
+              "the stages table below."]
     lines += ["", "## Accuracy after each refinement round (all items, %)", "",
               "| arm | policy | " + " | ".join(f"round {i}" for i in range(4)) + " | stop reasons |",
               "|---|---|---|---|---|---|---|"]
@@ -425,9 +428,8 @@ def render_markdown(report: dict[str, Any]) -> str:
                       f"difference {ci_text(pr)} points)")
         lines.append(f"- {what[0].upper() + what[1:]}, `{a['policy']}`, on {a['arm']}: {a['fixes']} fixes, "
                      f"{a['breaks']} breaks (net {a['net']:+d}): **{word}**{detail};"
-                     f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens, {_num(a['wall_ratio'])}x "
-                     f"in wall time: **{'within' if a['within_cost'] else 'above'}** the {v['max_compute_ratio']:g}x "
-                     "budget (tokens).")
+                     f" cost {_num(a['compute_ratio'])}x the single pass in computed tokens: "
+                     f"**{'within' if a['within_cost'] else 'above'}** the {v['max_compute_ratio']:g}x budget.")
     if report.get("compute_curve"):
         lines += render_compute_markdown(report["compute_curve"], _pct, _num)
     if report.get("paired_tests"):

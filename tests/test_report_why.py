@@ -236,7 +236,8 @@ def test_compute_curve_and_why_from_run_files(tmp_path, tiny_model_dir):
 def _paired_rows(md: str) -> list[tuple[float, str]]:
     """(p, verdict) of every row of report.md's paired-test table."""
     out = []
-    for line in md.splitlines():
+    section = md.split("## Paired tests", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
         cells = [c.strip() for c in line.strip("|").split("|")]
         if len(cells) == 12 and re.fullmatch(r"[\d.]+|< 0\.001", cells[10]):
             out.append((0.0 if cells[10].startswith("<") else float(cells[10]), cells[11]))

@@ -142,7 +142,7 @@ def test_warmup_unknown_when_or_size_is_an_error():
 # A reference rule for each shipped config's warm-up, as (share, rounds, always): iteration 0, or
 # iterations below `rounds` while nothing is selected (or always, with `always`, passing over the
 # selected items). The config's `size` and `when` must pick exactly these items.
-OLD_WARMUP = {"demo.yaml": (0.4, 2, True), "demo_quick.yaml": (0.5, 2, True),
+OLD_WARMUP = {"demo.yaml": (0.1, 2, True), "demo_quick.yaml": (0.5, 2, True),
               "train_smollm2_quick.yaml": (0.5, 2, False), "recipes/llama31_8b_toolace.yaml": (0.25, 1, False),
               "recipes/qwen25_7b_toolace.yaml": (0.25, 1, False)}
 

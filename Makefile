@@ -18,14 +18,15 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# The main job: base model, ToolACE-R iterations, a token-matched SFT control, each model scored under
-# none / adaptive / checked / fixed:3 refinement on the same held-out BFCL items; report in runs/demo/report.md.
+# The main job: base model, ToolACE-R iterations (the best on a validation slice reported), a token-matched
+# SFT control, each trained model scored under none / adaptive / checked / fixed:1..3 / vote:2,4 on the
+# same 200 held-out BFCL items; report in runs/demo/report.md.
 DEMO_CONFIG ?= configs/demo.yaml
 demo: $(STAMP)
 	$(BIN)/toolace-r models pull smollm2-135m
 	$(BIN)/toolace-r demo --config $(DEMO_CONFIG)
 
-# The same pipeline at a smaller size (under 10 minutes on 2 cores); report in runs/demo_quick/.
+# The same pipeline at a smaller size, a check that everything runs; report in runs/demo_quick/.
 demo-quick: $(STAMP)
 	$(BIN)/toolace-r models pull smollm2-135m
 	$(BIN)/toolace-r demo --config configs/demo_quick.yaml

@@ -215,3 +215,12 @@ def test_reported_arm_without_a_best_iteration_is_the_last_trained():
     assert reported_arm({"best_iteration": None}, {}) is None
     with pytest.raises(ValueError, match="best_iteration 1 has no trained model"):
         reported_arm({"best_iteration": 1}, trained)
+
+
+
+def test_an_item_repeated_in_the_source_never_lands_in_both(tmp_path, data):
+    lines = data.read_text().splitlines()
+    twice = tmp_path / "twice.jsonl"
+    twice.write_text("\n".join(lines + lines) + "\n")  # every id twice
+    split = load_split(f"jsonl:{twice}", 5, 3, "no", None)
+    assert not {e.id for e in split.pool} & {e.id for e in split.validation}

@@ -3,12 +3,11 @@ field by field, to separate refine runs on fresh engines (a scripted engine, the
 the tiny random model, whose prefix cache makes the cached/prompt split checkable)."""
 from __future__ import annotations
 
-import re
-
 import pytest
 
+from test_refine import where
 from toolace_r.engines.base import Completion, Engine, GenerationResult, SamplingParams
-from toolace_r.prompts import DEFAULT_REFINE_INSTRUCTION, render_prompt
+from toolace_r.prompts import render_prompt
 from toolace_r.refine import Conversation, RefineConfig, get_policy, refine, vote_choice
 from toolace_r.refine.grid import refine_grid
 from toolace_r.tools import normalize_tools
@@ -37,7 +36,7 @@ class VoteEngine(Engine):
         out = []
         for req in requests:
             self.requests.append(req)
-            q, r = _where(req)
+            q, r = where(req)
             if req.params.n > 1:
                 texts = self.samples[q][: req.params.n]
                 out.append(GenerationResult([
@@ -51,11 +50,6 @@ class VoteEngine(Engine):
         return out
 
 
-def _where(req) -> tuple[str, int]:
-    if req.messages is not None:
-        return req.messages[1]["content"], sum(m["role"] == "assistant" for m in req.messages)
-    q = re.search(r"<\|im_start\|>user\n(.*?)<\|im_end\|>", req.prompt, re.S).group(1)
-    return q, req.prompt.count(DEFAULT_REFINE_INSTRUCTION)
 
 
 # --- the voting rule -----------------------------------------------------------------------------------
@@ -154,7 +148,7 @@ def test_grid_equals_separate_runs_on_scripted_answers(chatml_tokenizer):
     assert reasons["guarded"][3] == "guard" and reasons["checked"][0] == "checked"
     assert set(reasons["vote:3"]) == {"vote"} and set(reasons["fixed:3"]) == {"fixed"}
     # round 0 ran once: 5 items, and not once per policy
-    assert sum(_where(r)[1] == 0 and r.params.n == 1 for r in engine.requests) == 5
+    assert sum(where(r)[1] == 0 and r.params.n == 1 for r in engine.requests) == 5
     assert grid.seconds >= 0 and grid.round0_seconds <= grid.seconds
 
 
